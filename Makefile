@@ -1,0 +1,21 @@
+# Two commands do all the set-up: `make demo` and `make test`. Each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NEURODECODE_DATA ?= $(abspath ../shared/data)
+export NEURODECODE_DATA
+
+$(BIN)/neurodecode: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: install demo test
+install: $(BIN)/neurodecode
+
+demo: install
+	$(BIN)/neurodecode info --demo
+
+test: install
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,1 @@
+"""Artifact removal, quality control and artifact synthesis (one file per method)."""

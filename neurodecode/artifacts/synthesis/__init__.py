@@ -1,0 +1,1 @@
+"""Label-aware artifact synthesis: conditional WGAN-GP and diffusion."""

@@ -1,0 +1,1 @@
+"""Dataset-scale batch preprocessing on Dask."""

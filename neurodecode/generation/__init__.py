@@ -1,0 +1,1 @@
+"""Shared generation backend: conditional diffusion with ANN or spiking denoisers."""

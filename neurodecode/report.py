@@ -1,0 +1,1 @@
+"""Before/after HTML reports built on :class:`mne.Report`."""

@@ -1,0 +1,1 @@
+"""Lightning systems, data modules and evaluation protocols."""

@@ -1,0 +1,22 @@
+"""Shared helpers: errors, validation, atomic writes, data location, seeding."""
+
+from ._atomic import atomic_path, sha256_file
+from ._checks import check_option
+from ._data import data_dir, requires_data_path
+from ._hash import config_hash
+from ._errors import NeurodecodeError, InputFileError, UsageError, record_warning
+from ._seed import seed_everything
+
+__all__ = [
+    "atomic_path",
+    "sha256_file",
+    "check_option",
+    "data_dir",
+    "requires_data_path",
+    "NeurodecodeError",
+    "InputFileError",
+    "UsageError",
+    "record_warning",
+    "seed_everything",
+    "config_hash",
+]

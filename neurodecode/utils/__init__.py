@@ -1,6 +1,6 @@
 """Shared helpers: errors, validation, atomic writes, data location, seeding."""
 
-from ._atomic import atomic_path, sha256_file
+from ._atomic import atomic_path, check_output_path, sha256_file
 from ._checks import check_option
 from ._data import data_dir, requires_data_path
 from ._hash import config_hash
@@ -9,6 +9,7 @@ from ._seed import seed_everything
 
 __all__ = [
     "atomic_path",
+    "check_output_path",
     "sha256_file",
     "check_option",
     "data_dir",

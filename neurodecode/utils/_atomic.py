@@ -17,6 +17,25 @@ def sha256_file(path, chunk_size=1 << 20):
     return h.hexdigest()
 
 
+def check_output_path(path, *, overwrite=False, inputs=()):
+    """Raise :class:`UsageError` unless ``path`` may be written; return it as a Path.
+
+    Refused: an existing file without ``overwrite``, any of ``inputs`` (even with
+    ``overwrite``), and a path whose folder does not exist.
+    """
+    path = Path(path)
+    for src in inputs:
+        if src is not None and Path(src).exists() and path.exists() and os.path.samefile(src, path):
+            raise UsageError(
+                f"Refusing to write {path}: it is the input file itself. Choose another output path."
+            )
+    if path.exists() and not overwrite:
+        raise UsageError(f"Refusing to overwrite {path}: the file exists. Pass overwrite=True (--overwrite).")
+    if not path.parent.is_dir():
+        raise UsageError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, overwrite=False, inputs=()):
     """Yield a temporary path in ``path``'s folder; rename it onto ``path`` on success.
@@ -35,16 +54,7 @@ def atomic_path(path, *, overwrite=False, inputs=()):
         Files this output was made from; writing onto one of them is refused even with
         ``overwrite=True``, so a user's recording can never be replaced by its own output.
     """
-    path = Path(path)
-    for src in inputs:
-        if src is not None and Path(src).exists() and path.exists() and os.path.samefile(src, path):
-            raise UsageError(
-                f"Refusing to write {path}: it is the input file itself. Choose another output path."
-            )
-    if path.exists() and not overwrite:
-        raise UsageError(f"Refusing to overwrite {path}: the file exists. Pass overwrite=True (--overwrite).")
-    if not path.parent.is_dir():
-        raise UsageError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
     suffix = "".join(path.suffixes) or ""
     tmp = path.parent / f".{path.name.removesuffix(suffix)}.tmp-{os.getpid()}-{os.urandom(4).hex()}{suffix}"
     try:

@@ -139,7 +139,7 @@ def read_raw(path, *, preload=False, check_nan=True, rename_channels=True, verbo
     found += [f"{path.name}: {w.message}" for w in caught if not issubclass(w.category, DeprecationWarning)]
     _normalise(raw, rename=rename_channels)
     if ext in (".vhdr", ".ahdr"):
-        _unwrap_brainvision_bad(raw)
+        _unwrap_brainvision_comments(raw)
     if check_nan:
         nan = nan_annotations(raw)
         if len(nan):
@@ -152,11 +152,12 @@ def read_raw(path, *, preload=False, check_nan=True, rename_channels=True, verbo
     return raw
 
 
-def _unwrap_brainvision_bad(raw):
-    """MNE reads BrainVision comments as ``Comment/<text>``; a ``BAD_`` span written by us
-    (or any tool) must come back as ``BAD_...`` so that MNE still rejects it."""
+def _unwrap_brainvision_comments(raw):
+    """MNE reads BrainVision free-text comments as ``Comment/<text>``; the text itself is the
+    annotation (a ``BAD_`` span must come back as ``BAD_...`` so MNE still rejects it, and
+    EDF+ annotations written to BrainVision must round-trip). ``Stimulus/S 1`` etc. stay."""
     desc = raw.annotations.description
-    fixed = [d.split("/", 1)[1] if d.startswith("Comment/BAD") else d for d in desc]
+    fixed = [d.split("/", 1)[1] if d.startswith("Comment/") else d for d in desc]
     if fixed != list(desc):
         raw.annotations.description = np.array(fixed, dtype=desc.dtype if len(desc) else object)
 

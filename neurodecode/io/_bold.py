@@ -1,16 +1,70 @@
-"""``read_bold``: 4D fMRI as a nibabel image plus a masker to (n_volumes, n_voxels) arrays."""
+"""``read_bold``: 4D fMRI as data + affine + TR, and a masker to (n_volumes, n_voxels) arrays.
+
+Follows nilearn's pattern (an image plus a masker that turns it into a 2D array and back)
+without depending on nilearn.
+"""
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..utils import InputFileError
+from ..utils import InputFileError, record_warning
+
+
+@dataclass
+class BoldMasker:
+    """Map 4D volumes to ``(n_volumes, n_voxels)`` arrays and back.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (X, Y, Z)
+        Voxels kept.
+    """
+
+    mask: np.ndarray
+
+    @classmethod
+    def from_mean(cls, data, threshold=0.2):
+        """Keep voxels that vary over time and whose mean exceeds ``threshold`` x the mean
+        of the positive voxels: background and constant voxels carry no response (the same
+        idea as nilearn's EPI mask, simplified).
+
+        Parameters
+        ----------
+        data : ndarray, shape (X, Y, Z, n_volumes)
+        threshold : float
+        """
+        mean = data.mean(axis=-1)
+        varies = data.std(axis=-1) > 0
+        positive = mean[mean > 0]
+        bright = mean > threshold * positive.mean() if positive.size else np.ones_like(varies)
+        mask = varies & bright
+        if not mask.any():
+            mask = varies
+        return cls(mask)
+
+    @property
+    def n_voxels(self):
+        return int(self.mask.sum())
+
+    def transform(self, data):
+        """(X, Y, Z, n_volumes) -> (n_volumes, n_voxels) float32."""
+        if data.shape[:3] != self.mask.shape:
+            raise ValueError(f"volume shape {data.shape[:3]} does not match the mask shape {self.mask.shape}")
+        return np.ascontiguousarray(data[self.mask].T, dtype=np.float32)
+
+    def inverse_transform(self, X):
+        """(n_volumes, n_voxels) -> (X, Y, Z, n_volumes), zeros outside the mask."""
+        X = np.asarray(X)
+        out = np.zeros(self.mask.shape + (X.shape[0],), dtype=X.dtype)
+        out[self.mask] = X.T
+        return out
 
 
 @dataclass
 class BoldRun:
-    """One fMRI run.
+    """One fMRI run (or a set of per-trial response maps).
 
     Attributes
     ----------
@@ -18,31 +72,29 @@ class BoldRun:
     affine : ndarray, shape (4, 4)
     tr : float
         Repetition time in seconds.
-    mask : ndarray of bool, shape (X, Y, Z)
-        Voxels kept by :meth:`to_array`.
+    masker : BoldMasker
+        Default: :meth:`BoldMasker.from_mean`.
+    source : str
+        The file it came from.
     """
 
     data: np.ndarray
     affine: np.ndarray
     tr: float
-    mask: np.ndarray = field(default=None)
+    masker: BoldMasker = field(default=None)
     source: str = ""
 
     def __post_init__(self):
-        if self.mask is None:
-            # A voxel whose signal never changes carries no response; a mean above a
-            # fraction of the global mean separates brain from background as nilearn's
-            # epi mask does in spirit.
-            mean = self.data.mean(axis=-1)
-            self.mask = (self.data.std(axis=-1) > 0) & (mean > 0.2 * mean[mean > 0].mean() if (mean > 0).any() else True)
+        if self.masker is None:
+            self.masker = BoldMasker.from_mean(self.data)
 
     @property
     def n_volumes(self):
         return self.data.shape[-1]
 
     def to_array(self):
-        """Return masked voxels as an array of shape (n_volumes, n_voxels)."""
-        return self.data[self.mask].T.astype(np.float32)
+        """Masked voxels, shape (n_volumes, n_voxels)."""
+        return self.masker.transform(self.data)
 
 
 def read_bold(path, *, dataset=None, tr=None):
@@ -51,11 +103,13 @@ def read_bold(path, *, dataset=None, tr=None):
     Parameters
     ----------
     path : path-like
-        ``.nii``/``.nii.gz`` (4D) or ``.h5``/``.hdf5`` holding ``dataset``.
+        ``.nii``/``.nii.gz`` (4D), or ``.h5``/``.hdf5`` holding ``dataset``.
     dataset : str | None
-        HDF5 dataset name (NSD-style ``betas``), shape (n_trials, n_voxels) or 4D.
+        HDF5 dataset name. Default ``"betas"`` when present (NSD-style), else the only
+        dataset. Shape (n_trials, n_voxels) (already masked: every voxel kept) or 4D
+        (X, Y, Z, n_trials).
     tr : float | None
-        Override the repetition time in the header.
+        Override the repetition time (seconds) in the header.
 
     Returns
     -------
@@ -65,32 +119,62 @@ def read_bold(path, *, dataset=None, tr=None):
     if not path.exists():
         raise InputFileError(f"{path}: no such file.")
     name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return _read_nifti(path, tr)
     if name.endswith((".h5", ".hdf5")):
-        import h5py
+        return _read_h5(path, dataset, tr)
+    raise InputFileError(f"{path}: unsupported fMRI file type; expected .nii, .nii.gz, .h5 or .hdf5.")
 
-        with h5py.File(path, "r") as f:
-            key = dataset or ("betas" if "betas" in f else next(iter(f)))
-            arr = np.asarray(f[key], dtype=np.float32)
-            tr_attr = f[key].attrs.get("tr", tr or 1.0)
-        if arr.ndim == 2:  # (n_trials, n_voxels): a 1 x 1 x n_voxels volume per trial
-            data = arr.T[None, None]
-            return BoldRun(data, np.eye(4), float(tr or tr_attr), mask=np.ones(data.shape[:3], bool), source=str(path))
-        arr4 = arr
-    elif name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
 
-        try:
-            img = nib.load(path)
-        except Exception as err:
-            raise InputFileError(f"{path}: not a readable NIfTI file ({err}).") from err
-        if img.ndim != 4:
-            raise InputFileError(f"{path}: expected a 4D BOLD image (x, y, z, time) but it has {img.ndim} dimensions.")
-        arr4 = np.asarray(img.dataobj, dtype=np.float32)
+def _read_nifti(path, tr):
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+        shape = img.shape
+    except Exception as err:
+        raise InputFileError(f"{path}: not a readable NIfTI file ({err}).") from err
+    if len(shape) != 4:
+        raise InputFileError(
+            f"{path}: expected a 4D BOLD image (x, y, z, time) but it has {len(shape)} dimensions {tuple(shape)}."
+        )
+    if tr is None:
         zooms = img.header.get_zooms()
-        tr_attr = float(zooms[3]) if len(zooms) > 3 else 1.0
-        return BoldRun(arr4, img.affine, float(tr or tr_attr), source=str(path))
-    else:
-        raise InputFileError(f"{path}: unsupported fMRI file type; expected .nii, .nii.gz, .h5 or .hdf5.")
-    if arr4.ndim != 4:
-        raise InputFileError(f"{path}: dataset must be 2D (trials, voxels) or 4D, got shape {arr4.shape}.")
-    return BoldRun(arr4, np.eye(4), float(tr or tr_attr), source=str(path))
+        tr = float(zooms[3]) if len(zooms) > 3 else 0.0
+        unit = img.header.get_xyzt_units()[1] if hasattr(img.header, "get_xyzt_units") else "sec"
+        tr *= {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)
+        if tr <= 0:
+            raise InputFileError(f"{path}: the header has no repetition time; pass tr=... (seconds).")
+        if tr > 100:
+            # No BOLD sequence has a TR over 100 s; such headers store milliseconds under 'sec'.
+            record_warning(
+                f"{path.name}: the header's repetition time {tr:g} s is implausible; read as {tr / 1000:g} s "
+                "(milliseconds labelled as seconds). Pass tr=... to override."
+            )
+            tr /= 1000.0
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    return BoldRun(data, img.affine, float(tr), source=str(path))
+
+
+def _read_h5(path, dataset, tr):
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise InputFileError(f"{path}: not a readable HDF5 file ({err}).") from err
+    with f:
+        datasets = [k for k in f if isinstance(f[k], h5py.Dataset)]
+        key = dataset or ("betas" if "betas" in f else (datasets[0] if len(datasets) == 1 else None))
+        if key is None or key not in f:
+            raise InputFileError(
+                f"{path}: name the dataset to read (dataset=...); it holds {', '.join(datasets) or 'no datasets'}."
+            )
+        arr = np.asarray(f[key], dtype=np.float32)
+        tr = float(tr if tr is not None else f[key].attrs.get("tr", 1.0))
+    if arr.ndim == 2:  # (n_trials, n_voxels): store as a 1 x 1 x n_voxels volume per trial
+        data = arr.T[None, None]
+        return BoldRun(data, np.eye(4), tr, masker=BoldMasker(np.ones(data.shape[:3], bool)), source=str(path))
+    if arr.ndim == 4:
+        return BoldRun(arr, np.eye(4), tr, source=str(path))
+    raise InputFileError(f"{path}: dataset {key!r} must be 2D (trials, voxels) or 4D, got shape {arr.shape}.")

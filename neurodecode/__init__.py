@@ -5,6 +5,10 @@ never imports torch, diffusers or open_clip (checked by a test).
 """
 
 import importlib
+import logging
+
+# A library logs; the application (our CLI, or the user's script) decides what is shown.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

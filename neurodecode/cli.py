@@ -53,7 +53,7 @@ for _name in _COMMAND_MODULES:
 def main(argv=None):
     """Run the CLI; user mistakes print one sentence and exit 1 (input) or 2 (usage)."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except NeurodecodeError as err:
         typer.echo(f"Error: {err}", err=True)
         sys.exit(err.exit_code)
@@ -68,4 +68,5 @@ def main(argv=None):
         if type(err).__name__ == "Exit" and hasattr(err, "exit_code"):
             sys.exit(err.exit_code)
         raise
-    sys.exit(0)
+    # With standalone_mode=False click returns the code of a typer.Exit instead of raising.
+    sys.exit(rc if isinstance(rc, int) else 0)

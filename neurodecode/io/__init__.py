@@ -1,6 +1,6 @@
 """Readers and writers for M/EEG and fMRI recordings, and the HDF5 window store."""
 
-from ._read import read_raw, supported_extensions
+from ._read import problems, read_raw, supported_extensions
 from ._bold import BoldMasker, BoldRun, read_bold
 from ._write import write_raw
 from .store import WindowStore, write_windows
@@ -8,6 +8,7 @@ from .store import WindowStore, write_windows
 __all__ = [
     "read_raw",
     "supported_extensions",
+    "problems",
     "read_bold",
     "BoldRun",
     "BoldMasker",

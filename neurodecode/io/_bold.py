@@ -13,7 +13,7 @@ from ..utils import InputFileError, record_warning
 
 
 @dataclass
-class BoldMasker:
+class RunMasker:
     """Map 4D volumes to ``(n_volumes, n_voxels)`` arrays and back.
 
     Parameters
@@ -72,8 +72,8 @@ class BoldRun:
     affine : ndarray, shape (4, 4)
     tr : float
         Repetition time in seconds.
-    masker : BoldMasker
-        Default: :meth:`BoldMasker.from_mean`.
+    masker : RunMasker
+        Default: :meth:`RunMasker.from_mean`.
     source : str
         The file it came from.
     """
@@ -81,16 +81,21 @@ class BoldRun:
     data: np.ndarray
     affine: np.ndarray
     tr: float
-    masker: BoldMasker = field(default=None)
+    masker: RunMasker = field(default=None)
     source: str = ""
 
     def __post_init__(self):
         if self.masker is None:
-            self.masker = BoldMasker.from_mean(self.data)
+            self.masker = RunMasker.from_mean(self.data)
 
     @property
     def n_volumes(self):
         return self.data.shape[-1]
+
+    @property
+    def mask(self):
+        """The masker's boolean mask, shape (X, Y, Z)."""
+        return self.masker.mask
 
     def to_array(self):
         """Masked voxels, shape (n_volumes, n_voxels)."""
@@ -174,7 +179,7 @@ def _read_h5(path, dataset, tr):
         tr = float(tr if tr is not None else f[key].attrs.get("tr", 1.0))
     if arr.ndim == 2:  # (n_trials, n_voxels): store as a 1 x 1 x n_voxels volume per trial
         data = arr.T[None, None]
-        return BoldRun(data, np.eye(4), tr, masker=BoldMasker(np.ones(data.shape[:3], bool)), source=str(path))
+        return BoldRun(data, np.eye(4), tr, masker=RunMasker(np.ones(data.shape[:3], bool)), source=str(path))
     if arr.ndim == 4:
         return BoldRun(arr, np.eye(4), tr, source=str(path))
     raise InputFileError(f"{path}: dataset {key!r} must be 2D (trials, voxels) or 4D, got shape {arr.shape}.")

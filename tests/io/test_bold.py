@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from neurodecode.io import BoldMasker, read_bold
+from neurodecode.io import RunMasker, read_bold
 from neurodecode.utils import InputFileError
 from neurodecode.utils._errors import RecoverableDamageWarning
 
@@ -57,6 +57,6 @@ def test_h5_with_several_datasets_needs_a_name(tmp_path):
 
 
 def test_masker_rejects_wrong_shape():
-    m = BoldMasker(np.ones((2, 2, 2), bool))
+    m = RunMasker(np.ones((2, 2, 2), bool))
     with pytest.raises(ValueError, match="does not match the mask"):
         m.transform(np.zeros((3, 2, 2, 5)))

@@ -9,6 +9,7 @@ import importlib
 import logging
 import time
 import warnings
+from typing import Optional, Union
 
 import lightning as L
 import numpy as np
@@ -53,8 +54,9 @@ class DecodingSystem(L.LightningModule):
     lr, weight_decay : float
     """
 
-    def __init__(self, decoder="dbconformer", decoder_kwargs=None, loss=None, optimizer="torch.optim.Adam",
-                 lr=1e-3, weight_decay=0.0):
+    def __init__(self, decoder: Union[str, nn.Module] = "dbconformer", decoder_kwargs: Optional[dict] = None,
+                 loss: Optional[nn.Module] = None, optimizer: Union[str, type] = "torch.optim.Adam",
+                 lr: float = 1e-3, weight_decay: float = 0.0):
         super().__init__()
         primitive = isinstance(decoder, str)
         self.save_hyperparameters(ignore=[] if primitive else ["decoder", "loss"])
@@ -167,9 +169,11 @@ class MotorImageryDataModule(ArrayDataModule):
     batch_size, seed : int
     """
 
-    def __init__(self, data_dir=None, train_subjects=None, val_subjects=None, task="left_right", channels="motor",
-                 l_freq=8.0, h_freq=30.0, resample_sfreq=64.0, tmin=0.0, tmax=4.0, euclidean_alignment=True,
-                 cache_dir=None, batch_size=32, seed=0):
+    def __init__(self, data_dir: Optional[str] = None, train_subjects: Optional[list] = None,
+                 val_subjects: Optional[list] = None, task: str = "left_right", channels: str = "motor",
+                 l_freq: float = 8.0, h_freq: float = 30.0, resample_sfreq: float = 64.0, tmin: float = 0.0,
+                 tmax: float = 4.0, euclidean_alignment: bool = True, cache_dir: Optional[str] = None,
+                 batch_size: int = 32, seed: int = 0):
         from ..datasets.motor_imagery import load_motor_imagery
         from .euclidean_alignment import align_per_group
 
@@ -242,3 +246,17 @@ def fit_predict(model_name, X_train, y_train, X_test, *, sfreq, n_outputs, model
     with torch.no_grad():
         preds = [system(xb).argmax(1) for xb, _ in _loader(X_test, np.zeros(len(X_test)), 256, False, seed)]
     return torch.cat(preds).numpy(), count_parameters(model), train_time
+
+
+def run_lightning_cli(config, overrides=()):
+    """Run ``LightningCLI fit`` with ``config`` (YAML path) and ``--key=value`` ``overrides``; return the CLI."""
+    from lightning.pytorch.cli import LightningCLI
+
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        return LightningCLI(
+            L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            args=["fit", "--config", str(config), *overrides], save_config_kwargs={"overwrite": True},
+        )

@@ -60,9 +60,10 @@ def evaluate_models(X, y, subject, folds, models, *, out, protocol, recipe, sfre
     out = Path(out)
     rows = []
     model_kwargs = model_kwargs or {}
-    for fold in folds:
-        Xtr = Xte = None
-        for name in models:
+    aligned = {}
+    # Model-major order: a model's folds finish together, so a run stopped early still has complete rows.
+    for name in models:
+        for fold in folds:
             kw = model_kwargs.get(name, {})
             key_cfg = {
                 "model": name, "model_kwargs": kw, "protocol": protocol, "fold": fold.name,
@@ -79,8 +80,9 @@ def evaluate_models(X, y, subject, folds, models, *, out, protocol, recipe, sfre
                 if progress:
                     progress(f"{name} {fold.name}: cached")
                 continue
-            if Xtr is None:
-                Xtr, Xte = _aligned(X, subject, fold, euclidean_alignment)
+            if fold.name not in aligned:
+                aligned[fold.name] = _aligned(X, subject, fold, euclidean_alignment)
+            Xtr, Xte = aligned[fold.name]
             t0 = time.perf_counter()
             try:
                 y_pred, n_params, train_time = fit_predict(

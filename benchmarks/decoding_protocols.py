@@ -7,7 +7,7 @@ Usage (one thread; finished folds in --out are reused, so an interrupted run res
 ``--protocol holdout`` splits the subjects of the data folder into two folders of symbolic links
 (no copy): the first ``--n-train`` subjects train, the others test.
 
-Settings (fixed, not tuned on any test fold): 21 sensorimotor channels, 8-30 Hz, 64 Hz, 0-4 s after
+Settings (fixed, not tuned on any test fold): 21 sensorimotor channels, 8-30 Hz, 64 Hz, 0.5-3.5 s after
 the cue, Euclidean alignment, Adam lr 1e-3, batch 32, a fixed number of epochs, seed 0.
 It prints the Markdown tables recorded in docs/benchmarks/decoding.md.
 """
@@ -26,7 +26,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", default="loso", choices=["within-chrono", "within-5fold", "loso", "holdout"])
     ap.add_argument("--models", default=MODELS)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None, help="eegmmidb folder (default $NEURODECODE_DATA/eegmmidb)")
     ap.add_argument("--n-train", type=int, default=8, help="holdout: number of training subjects")

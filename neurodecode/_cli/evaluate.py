@@ -50,7 +50,7 @@ def register(app):
         out: Path = typer.Option(Path("results"), help="Results folder; finished folds found there are reused."),
         subjects: Optional[str] = typer.Option(None, help="Comma-separated subjects, e.g. S001,S002 (default all)."),
         mi_task: str = typer.Option("left_right", help="left_right (runs 4/8/12) or fists_feet (6/10/14)."),
-        epochs: int = typer.Option(15, min=1, help="Fixed number of training epochs (no early stopping on test)."),
+        epochs: int = typer.Option(10, min=1, help="Fixed number of training epochs (no early stopping on test)."),
         batch_size: int = typer.Option(32, min=1),
         lr: float = typer.Option(1e-3, min=0.0),
         seed: int = typer.Option(0),
@@ -58,8 +58,8 @@ def register(app):
         l_freq: Optional[float] = typer.Option(None, help="Band-pass low edge (default 8 Hz)."),
         h_freq: Optional[float] = typer.Option(None, help="Band-pass high edge (default 30 Hz)."),
         sfreq: Optional[float] = typer.Option(None, help="Resampling rate (default 64 Hz)."),
-        tmin: Optional[float] = typer.Option(None, help="Window start after the cue (default 0 s)."),
-        tmax: Optional[float] = typer.Option(None, help="Window end after the cue (default 4 s)."),
+        tmin: Optional[float] = typer.Option(None, help="Window start after the cue (default 0.5 s)."),
+        tmax: Optional[float] = typer.Option(None, help="Window end after the cue (default 3.5 s)."),
         channels: Optional[str] = typer.Option(None, help="motor (21 FC/C/CP electrodes, default) or all."),
     ):
         """Evaluate decoders under a protocol; write per-fold CSV, summary, paired tests and a plot."""

@@ -14,7 +14,8 @@ channels      ``"motor"``: the 21 FC/C/CP electrodes over sensorimotor cortex
               (FC5..FC6, C5..C6, CP5..CP6); ``"all"``: every EEG channel; or a list of names
 l_freq/h_freq band-pass 8-30 Hz (mu and beta rhythms), MNE's zero-phase FIR
 sfreq         resampled to 64 Hz after filtering (160 Hz in the files); keeps CPU training cheap
-tmin/tmax     window 0-4 s after the cue onset (cues last 4.1 s); ``round((tmax-tmin)*sfreq)`` samples
+tmin/tmax     window 0.5-3.5 s after the cue onset (cues last 4.1 s; the first 0.5 s holds the visual
+              evoked response to the cue); ``round((tmax-tmin)*sfreq)`` samples
 ============  ===============================================================================
 
 Data are stored in volts, as read; models receive microvolts (see :func:`load_motor_imagery`).
@@ -53,8 +54,8 @@ def default_recipe(**overrides):
         "l_freq": 8.0,
         "h_freq": 30.0,
         "sfreq": 64.0,
-        "tmin": 0.0,
-        "tmax": 4.0,
+        "tmin": 0.5,
+        "tmax": 3.5,
         "version": RECIPE_VERSION,
     }
     unknown = set(overrides) - set(recipe)

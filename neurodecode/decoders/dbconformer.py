@@ -172,11 +172,13 @@ class DBConformer(EEGModuleMixin, nn.Module):
         self.n_tokens = n_tokens
 
         self.temporal_embedding = _TemporalEmbedding(self.n_chans, emb_size, temporal_kernel_size, patch_size, drop_prob)
-        self.temporal_pos = nn.Parameter(torch.randn(1, n_tokens, emb_size))
+        # Small initial positions (ViT practice): at unit scale they would swamp the weak token content
+        # (patch averages vary by ~0.1) and training stalls at chance for many epochs.
+        self.temporal_pos = nn.Parameter(torch.zeros(1, n_tokens, emb_size))
         self.temporal_encoder = _transformer(emb_size, tem_depth, num_heads, drop_prob)
 
         self.channel_embedding = _ChannelEmbedding(emb_size, spa_dim)
-        self.channel_pos = nn.Parameter(torch.randn(1, self.n_chans, emb_size))
+        self.channel_pos = nn.Parameter(torch.zeros(1, self.n_chans, emb_size))
         self.channel_encoder = _transformer(emb_size, chn_depth, num_heads, drop_prob)
         self.channel_pool = _AttentionPool(emb_size) if channel_attention else None
 
@@ -184,6 +186,8 @@ class DBConformer(EEGModuleMixin, nn.Module):
             nn.Linear(2 * emb_size, 64), nn.ELU(), nn.Dropout(0.5), nn.Linear(64, 32), nn.ELU(), nn.Dropout(0.3)
         )
         self.final_layer = nn.Linear(32, self.n_outputs)
+        nn.init.trunc_normal_(self.temporal_pos, std=0.02)
+        nn.init.trunc_normal_(self.channel_pos, std=0.02)
 
     def forward(self, x):
         """Return logits ``(batch, n_outputs)`` for ``x`` of shape ``(batch, n_chans, n_times)``."""

@@ -14,6 +14,7 @@ from typing import Optional, Union
 import lightning as L
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -63,7 +64,9 @@ class DecodingSystem(L.LightningModule):
         if not primitive and not isinstance(decoder, nn.Module):
             raise UsageError(f"Invalid value for the 'decoder' parameter: expected a name or a torch Module, got {type(decoder).__name__}.")
         self.decoder_name = decoder if primitive else type(decoder).__name__
-        self.decoder_kwargs = dict(decoder_kwargs or {})
+        # Command-line overrides of dict entries arrive as strings ("1"); read them as YAML scalars.
+        self.decoder_kwargs = {k: yaml.safe_load(v) if isinstance(v, str) else v
+                               for k, v in (decoder_kwargs or {}).items()}
         self.decoder = None if primitive else decoder
         self.loss = loss if loss is not None else nn.CrossEntropyLoss()
         self.optimizer_cls = _resolve_optimizer(optimizer)
@@ -171,8 +174,8 @@ class MotorImageryDataModule(ArrayDataModule):
 
     def __init__(self, data_dir: Optional[str] = None, train_subjects: Optional[list] = None,
                  val_subjects: Optional[list] = None, task: str = "left_right", channels: str = "motor",
-                 l_freq: float = 8.0, h_freq: float = 30.0, resample_sfreq: float = 64.0, tmin: float = 0.0,
-                 tmax: float = 4.0, euclidean_alignment: bool = True, cache_dir: Optional[str] = None,
+                 l_freq: float = 8.0, h_freq: float = 30.0, resample_sfreq: float = 64.0, tmin: float = 0.5,
+                 tmax: float = 3.5, euclidean_alignment: bool = True, cache_dir: Optional[str] = None,
                  batch_size: int = 32, seed: int = 0):
         from ..datasets.motor_imagery import load_motor_imagery
         from .euclidean_alignment import align_per_group
@@ -256,6 +259,8 @@ def run_lightning_cli(config, overrides=()):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        # sys.argv holds the neurodecode command line, already parsed into ``overrides``.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         return LightningCLI(
             L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             args=["fit", "--config", str(config), *overrides], save_config_kwargs={"overwrite": True},

@@ -9,6 +9,7 @@ training again; a changed setting changes the key, so stale results are never re
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def _balanced_accuracy(y, p):
     return float(np.mean([(p[y == c] == c).mean() for c in classes]))
 
 
-def evaluate_models(X, y, subject, folds, models, *, out, protocol, recipe, sfreq, n_outputs, epochs=15,
+def evaluate_models(X, y, subject, folds, models, *, out, protocol, recipe, sfreq, n_outputs, epochs=10,
                     batch_size=32, lr=1e-3, seed=0, euclidean_alignment=True, model_kwargs=None, progress=None,
                     problems=None):
     """Evaluate every model on every fold; return per-fold rows (list of dict).
@@ -156,8 +157,11 @@ def summarize(rows, *, n_classes=2, reference=REFERENCE_MODEL):
             d = a - b
             t_p = w_p = float("nan")
             if len(common) >= 2 and np.any(d != 0):
-                t_p = float(stats.ttest_rel(a, b).pvalue)
-                w_p = float(stats.wilcoxon(a, b).pvalue)
+                with warnings.catch_warnings():
+                    # near-constant differences make scipy warn about precision; the p-value is still reported
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    t_p = float(stats.ttest_rel(a, b).pvalue)
+                    w_p = float(stats.wilcoxon(a, b).pvalue)
             paired.append({"protocol": proto, "reference": reference, "model": model, "folds": len(common),
                            "mean_diff": float(d.mean()) if len(d) else float("nan"),
                            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum()),
@@ -244,7 +248,7 @@ DEFAULT_MODELS = ("dbconformer", "eegconformer", "eegnet", "shallow", "csp_lda",
 
 
 def evaluate_classification(protocol, models=DEFAULT_MODELS, *, data_dir=None, test_data_dir=None, out="results",
-                            subjects=None, test_subjects=None, task="left_right", epochs=15, batch_size=32, lr=1e-3,
+                            subjects=None, test_subjects=None, task="left_right", epochs=10, batch_size=32, lr=1e-3,
                             seed=0, euclidean_alignment=True, cache_dir=None, recipe=None, model_kwargs=None,
                             progress=None):
     """Motor-imagery classification benchmark: data -> folds -> models -> reports in ``out``.

@@ -36,7 +36,7 @@ def write_run(path, *, n_trials=8, sfreq=160.0, ch_names=MOTOR, seed=0):
     raw = mne.io.RawArray(data, info, verbose="error")
     raw.set_annotations(mne.Annotations(onsets, durs, desc))
     path.parent.mkdir(parents=True, exist_ok=True)
-    mne.export.export_raw(path, raw, fmt="edf", physical_range=(-2e-4, 2e-4), verbose="error")
+    mne.export.export_raw(path, raw, fmt="edf", verbose="error")
     return path
 
 
@@ -48,3 +48,10 @@ def mi_folder(tmp_path_factory):
         for r in (4, 8, 12):
             write_run(root / f"S{s:03d}" / f"S{s:03d}R{r:02d}.edf", seed=10 * s + r)
     return root
+
+
+@pytest.fixture(scope="session")
+def write_mi_run():
+    """The :func:`write_run` helper (with ``.motor`` = the 21 eegmmidb motor channel names)."""
+    write_run.motor = MOTOR
+    return write_run

@@ -259,6 +259,7 @@ def run_lightning_cli(config, overrides=()):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")  # small data sets
         # sys.argv holds the neurodecode command line, already parsed into ``overrides``.
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         return LightningCLI(

@@ -76,3 +76,31 @@ def test_euclidean_alignment_whitens_each_subject_without_touching_input():
     assert not np.allclose(reference_matrix(ea.transform(X[10:15])), np.eye(4), atol=1e-3)
     with pytest.raises(ValueError, match="n_trials, n_chans, n_times"):
         reference_matrix(X[0])
+
+
+@pytest.mark.parametrize("protocol", ["within-chrono", "loso"])
+def test_alignment_of_training_trials_ignores_test_trials(protocol):
+    from neurodecode.training.evaluation import _aligned
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 4, 50)).astype(np.float32)
+    fold = make_folds(protocol, SUBJ, Y)[0]
+    a_tr, a_te = _aligned(X, SUBJ, fold, True)
+    X2 = X.copy()
+    X2[fold.test] *= 10  # change only the test trials
+    b_tr, b_te = _aligned(X2, SUBJ, fold, True)
+    np.testing.assert_allclose(a_tr, b_tr, rtol=1e-5)
+    if protocol == "within-chrono":  # the training reference is applied unchanged to the test trials
+        np.testing.assert_allclose(b_te, 10 * a_te, rtol=1e-4)
+    else:  # the test subject is whitened by its own (label-free) reference: scale disappears
+        np.testing.assert_allclose(b_te, a_te, rtol=1e-3, atol=1e-4)
+
+
+def test_decoding_system_needs_a_sized_decoder():
+    from neurodecode.training.decoding import DecodingSystem
+
+    system = DecodingSystem("dbconformer")
+    with pytest.raises(UsageError, match="signal_kwargs"):
+        system.configure_model()
+    with pytest.raises(UsageError, match="'optimizer'"):
+        DecodingSystem("dbconformer", optimizer="torch.optim.Adamz")

@@ -15,6 +15,8 @@ from ..utils import UsageError
 def _classification(opts):
     from ..training.evaluation import evaluate_classification
 
+    if opts["extra_args"]:
+        raise UsageError(f"No such option(s) for --task classification: {' '.join(opts['extra_args'])}.")
     models = [m.strip() for m in (opts["models"] or "").split(",") if m.strip()]
     if not models:
         raise UsageError("Invalid value for '--models': give a comma-separated list such as 'dbconformer,csp_lda'.")
@@ -34,13 +36,15 @@ def _classification(opts):
     return 1 if res["problems"] else 0
 
 
-# task name -> function(options dict) returning an exit code.
+# task name -> function(options dict) returning an exit code. The dict holds every option below plus
+# ``extra_args``: the unrecognised command-line words, for a task that parses its own options.
 TASKS = {"classification": _classification}
 
 
 def register(app):
-    @app.command()
+    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def evaluate(
+        ctx: typer.Context,
         task: str = typer.Option("classification", "--task", help=f"What to evaluate: {', '.join(TASKS)}."),
         protocol: Optional[str] = typer.Option(None, help="within-chrono | within-5fold | loso | holdout."),
         models: str = typer.Option("dbconformer,eegconformer,eegnet,shallow,csp_lda,ts_lr",
@@ -68,6 +72,8 @@ def register(app):
         torch.set_num_threads(1)
         if task not in TASKS:
             raise UsageError(f"Invalid value for '--task'. Allowed values are {', '.join(map(repr, TASKS))}, but got {task!r} instead.")
-        code = TASKS[task](dict(locals()))
+        opts = {k: v for k, v in locals().items() if k not in ("ctx", "torch")}
+        opts["extra_args"] = list(ctx.args)  # task-specific options (e.g. --k 5) that only that task reads
+        code = TASKS[task](opts)
         if code:
             raise typer.Exit(code)

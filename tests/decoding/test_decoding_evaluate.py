@@ -57,6 +57,7 @@ def test_holdout_trains_on_one_folder_tests_on_another(mi_folder, tmp_path):
     (["evaluate", "--protocol", "loso", "--models", "dbconformer,nope"], 2, "'models'.*'nope'"),
     (["evaluate", "--task", "segmentation", "--protocol", "loso"], 2, "'--task'"),
     (["train", "missing.yaml"], 1, "no such pipeline config"),
+    (["evaluate", "--protocol", "loso", "--kk", "3"], 2, "No such option.*--kk 3"),
 ])
 def test_cli_errors_are_one_sentence(argv, code, msg, mi_folder, tmp_path, capsys):
     extra = [] if argv[0] == "train" else ["--data-dir", str(mi_folder), "--out", str(tmp_path)]

@@ -124,7 +124,9 @@ def summarize(rows, *, n_classes=2, reference=REFERENCE_MODEL):
         (1/n_classes), parameters and mean training time per fold.
     paired : pandas.DataFrame
         ``reference`` against each other model on the same folds: mean difference, paired t-test
-        and Wilcoxon signed-rank p-values (two-sided) and Benjamini-Hochberg adjusted Wilcoxon p.
+        and Wilcoxon signed-rank p-values over folds (two-sided), Benjamini-Hochberg adjusted Wilcoxon p, and
+        McNemar's exact test on the pooled test trials (each trial is tested once, so it also works for a
+        single hold-out fold).
     """
     import pandas as pd
     from scipy import stats
@@ -143,6 +145,9 @@ def summarize(rows, *, n_classes=2, reference=REFERENCE_MODEL):
             "n_params": int(g.n_params.max()), "train_time_s": g.train_time_s.mean(),
         })
     summary = pd.DataFrame(summ)
+    # Trial-level correctness per (protocol, model, fold), for McNemar's test (also valid with a single fold).
+    correct = {(r["protocol"], r["model"], r["fold"]): np.asarray(r["y_true"]) == np.asarray(r["y_pred"])
+               for r in rows if "y_true" in r}
     paired = []
     for proto, g in df.groupby("protocol", sort=False):
         ref = g[g.model == reference].set_index("fold").accuracy
@@ -162,10 +167,17 @@ def summarize(rows, *, n_classes=2, reference=REFERENCE_MODEL):
                     warnings.simplefilter("ignore", RuntimeWarning)
                     t_p = float(stats.ttest_rel(a, b).pvalue)
                     w_p = float(stats.wilcoxon(a, b).pvalue)
+            b = c = 0
+            for f in common:
+                ca, cb = correct.get((proto, reference, f)), correct.get((proto, model, f))
+                if ca is not None and cb is not None:
+                    b += int((ca & ~cb).sum())
+                    c += int((~ca & cb).sum())
+            mc_p = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else float("nan")
             paired.append({"protocol": proto, "reference": reference, "model": model, "folds": len(common),
                            "mean_diff": float(d.mean()) if len(d) else float("nan"),
                            "wins": int((d > 0).sum()), "ties": int((d == 0).sum()), "losses": int((d < 0).sum()),
-                           "p_ttest": t_p, "p_wilcoxon": w_p})
+                           "p_ttest": t_p, "p_wilcoxon": w_p, "p_mcnemar": mc_p})
     paired = pd.DataFrame(paired)
     if len(paired):
         paired["p_wilcoxon_bh"] = np.nan
@@ -187,11 +199,11 @@ def markdown_tables(summary, paired):
     out = "\n".join(lines)
     if len(paired):
         lines = ["| protocol | reference vs model | folds | mean diff (pp) | wins/ties/losses | paired t p "
-                 "| Wilcoxon p | Wilcoxon p (BH) |", "|---|---|---|---|---|---|---|---|"]
+                 "| Wilcoxon p | Wilcoxon p (BH) | McNemar p |", "|---|---|---|---|---|---|---|---|---|"]
         for r in paired.itertuples():
             lines.append(f"| {r.protocol} | {r.reference} vs {r.model} | {r.folds} | {100 * r.mean_diff:+.2f} "
                          f"| {r.wins}/{r.ties}/{r.losses} | {r.p_ttest:.3g} | {r.p_wilcoxon:.3g} "
-                         f"| {r.p_wilcoxon_bh:.3g} |")
+                         f"| {r.p_wilcoxon_bh:.3g} | {r.p_mcnemar:.3g} |")
         out += "\n\n" + "\n".join(lines)
     return out
 

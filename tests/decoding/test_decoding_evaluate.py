@@ -51,6 +51,20 @@ def test_holdout_trains_on_one_folder_tests_on_another(mi_folder, tmp_path):
     assert row["n_train"] == 48 and row["n_test"] == 24
 
 
+def test_mcnemar_counts_discordant_trials():
+    from neurodecode.training.evaluation import summarize
+
+    y = [0, 1] * 10
+    rows = [{"model": m, "protocol": "holdout", "fold": "holdout", "n_test": 20, "n_correct": k,
+             "accuracy": k / 20, "balanced_accuracy": k / 20, "n_params": 0, "train_time_s": 0.0,
+             "y_true": y, "y_pred": p} for m, k, p in
+            [("dbconformer", 20, y), ("csp_lda", 10, [1 - v if i % 2 else v for i, v in enumerate(y)])]]
+    summary, paired = summarize(rows)
+    # 10 trials right only for the reference, none the other way: exact two-sided p = 2 * 0.5**10
+    assert paired.p_mcnemar.iloc[0] == pytest.approx(2 * 0.5 ** 10)
+    assert summary.set_index("model").loc["dbconformer", "p_vs_chance"] == pytest.approx(0.5 ** 20)
+
+
 @pytest.mark.parametrize("argv, code, msg", [
     (["evaluate", "--protocol", "lodo"], 2, "'protocol'.*'lodo'"),
     (["evaluate", "--protocol", "holdout"], 2, "test-data-dir"),

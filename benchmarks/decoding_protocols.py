@@ -31,7 +31,11 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None, help="eegmmidb folder (default $NEURODECODE_DATA/eegmmidb)")
     ap.add_argument("--n-train", type=int, default=8, help="holdout: number of training subjects")
     ap.add_argument("--out", default="results/decoding")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: print the tables of the folds already finished in --out")
     args = ap.parse_args(argv)
+    if args.report_only:
+        return report_only(args.out)
 
     import torch
 
@@ -58,6 +62,20 @@ def main(argv=None):
     print(res["markdown"])
     if tmp is not None:
         tmp.cleanup()
+
+
+def report_only(out):
+    """Print the tables of every finished (model, fold) result stored in ``out``."""
+    import json
+
+    from neurodecode.training.evaluation import summarize, markdown_tables
+
+    rows = [json.loads(p.read_text()) for p in sorted(Path(out).glob("folds/*/*.json"))]
+    if not rows:
+        raise SystemExit(f"{out}: no finished folds found.")
+    summary, paired = summarize(rows)
+    print(f"# finished folds read from {out} (nothing trained): {len(rows)} results")
+    print(markdown_tables(summary, paired))
 
 
 if __name__ == "__main__":

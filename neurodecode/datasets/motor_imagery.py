@@ -188,8 +188,8 @@ def build_motor_imagery(data_dir_=None, *, subjects=None, cache_dir=None, overwr
     subjects : list of str or int | None
         Subjects to include (``"S001"`` or ``1``); default every ``SXXX`` folder.
     cache_dir : path-like | None
-        Where the store is written; default ``<data_dir>/../.neurodecode_cache`` is NOT used
-        (inputs stay untouched): the default is ``~/.cache/neurodecode``.
+        Where the store is written (never inside the data folder, which is only read);
+        default ``~/.cache/neurodecode``.
     overwrite : bool
         Rebuild even if a store with the same key exists.
     problems : list | None

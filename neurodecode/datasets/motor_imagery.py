@@ -21,6 +21,7 @@ tmin/tmax     window 0.5-3.5 s after the cue onset (cues last 4.1 s; the first 0
 Data are stored in volts, as read; models receive microvolts (see :func:`load_motor_imagery`).
 """
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -281,8 +282,6 @@ def load_motor_imagery(data_dir_=None, *, subjects=None, cache_dir=None, scale=1
     with WindowStore(path) as store:
         names = sorted(store.recordings)
         info = store.info(names[0])
-        import json
-
         classes = json.loads(info["classes"])
         for name in names:
             X, y = store.windows(name)

@@ -160,6 +160,11 @@ def process_recording(rec_dict, in_hash, cfg, deriv, version):
                              error=("Skipped", f"step {failed!r} failed on this file"), worker=worker))
             continue
         key = cache.step_key(step, STEP_VERSION[step], conf, _upstream_hash(step, steps, done, in_hash), version)
+        man = cache.read_manifest(deriv, rec.uid, step)
+        if cache.verify(deriv, man, key):  # e.g. qc after a clean redone with identical bytes
+            rows.append(_cached_row(rec, step, man))
+            done[step] = man
+            continue
         warnings = []
         t0 = time.perf_counter()
         try:
@@ -324,14 +329,18 @@ def _client(cfg):
         "distributed.worker.memory.terminate": 0.95,
         # A file that kills its worker is failed, not resubmitted to kill the next one.
         "distributed.scheduler.allowed-failures": cfg["retries"],
+        # One task per worker at a time: a worker that dies takes only its own file down.
+        "distributed.scheduler.worker-saturation": 1.0,
         "distributed.nanny.pre-spawn-environ": one,
         "distributed.worker.daemon": False,
     }
     with dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=cfg["workers"], threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, worker_dashboard_address=None, memory_limit=cfg["memory_limit"],
-            silence_logs=40,
+            # No dashboard; the scheduler's small HTTP endpoint (health checks) gets a free
+            # loopback port instead of 0.0.0.0-style defaults or a clash on 8787.
+            dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+            worker_dashboard_address=None, memory_limit=cfg["memory_limit"], silence_logs=40,
         )
         try:
             client = Client(cluster)
@@ -417,22 +426,38 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
             return [r for rec in recs for r in by_file.get(rec.relpath, [])]
 
         aborted = False
+        t_first = t_last = time.perf_counter()
         if todo:
             last_write = 0.0
             with _client(cfg) as client:
                 from distributed import as_completed
 
                 futures = {}
-                for rec, in_hash in todo:
+                queue = list(todo)
+                ac = as_completed()
+
+                def submit_next():
+                    rec, in_hash = queue.pop(0)
                     fut = client.submit(process_recording, rec.to_dict(), in_hash, cfg, str(out), version,
                                         key=f"neurodecode-batch-{config_hash([rec.relpath, in_hash], n=24)}",
                                         pure=False, retries=0)
                     futures[fut] = rec
-                ac = as_completed(futures)
+                    ac.add(fut)
+
+                def fill():
+                    # At most one file per worker thread in flight: a worker that dies (memory
+                    # limit, segfault) then takes exactly one file down, never a queued neighbour.
+                    slots = max(1, sum(client.nthreads().values()))
+                    while queue and sum(not f.done() for f in futures) < slots:
+                        submit_next()
+
+                fill()
+                t_first = time.perf_counter()
                 for fut in ac:
                     rec = futures[fut]
                     try:
                         rows = fut.result()
+                        fut.release()  # drop the result from the worker: a later crash there loses nothing
                     except Exception as err:  # the worker died (memory limit, segfault) or was lost
                         name = type(err).__name__
                         msg = (f"{rec.relpath}: the worker processing this file died ({name}: {err}); "
@@ -444,19 +469,23 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
                         progress(rows, n_done, len(recs))
                     if any(r["status"] == "failed" for r in rows) and cfg["on_error"] == "abort":
                         aborted = True
-                        pending = [f for f in futures if not f.done()]
-                        client.cancel(pending)
-                        for f in pending:
-                            by_file.setdefault(futures[f].relpath, [
-                                _row(futures[f], s, "skipped", error=("Aborted", f"on_error=abort after {rec.relpath} failed"))
-                                for s in cfg["steps"] + ["report"]])
+                        in_flight = [f for f in futures if not f.done()]
+                        client.cancel(in_flight)
+                        reason = ("Aborted", f"on_error=abort after {rec.relpath} failed")
+                        for other in [futures[f] for f in in_flight] + [r for r, _ in queue]:
+                            by_file.setdefault(other.relpath, [_row(other, s, "skipped", error=reason)
+                                                               for s in cfg["steps"] + ["report"]])
                         break
+                    fill()
+                    t_last = time.perf_counter()
                     if time.perf_counter() - last_write > 1.0:
                         write_status(out, order(), {**summary, "in_progress": True})
                         last_write = time.perf_counter()
         rows = order()
         exit_code = 1 if any(r["status"] in ("failed",) for r in rows) or aborted else 0
         summary.update(_counts(rows), exit_code=exit_code, aborted=aborted, stale_temporaries_removed=len(stale),
+                       n_submitted=len(todo), first_submit_s=round(t_first - t_start, 3),
+                       processing_s=round(t_last - t_first, 3),
                        wall_s=round(time.perf_counter() - t_start, 3),
                        status_csv=str(out / STATUS_CSV), status_json=str(out / STATUS_JSON))
         write_status(out, rows, summary)

@@ -158,15 +158,16 @@ def _discover_tree(root, include):
 
 
 def _deduplicate(recs):
-    """Two inputs must never share an output name; disambiguate deterministically."""
-    seen = {}
-    for rec in recs:
-        seen.setdefault(rec.uid, []).append(rec)
-    for uid, group in seen.items():
-        if len(group) > 1:
-            for i, rec in enumerate(group, 1):
-                suffix = _label(_ext(Path(rec.path)) or "") + (str(i) if i > 1 else "")
-                rec.entities["task"] = (rec.entities.get("task") or "") + suffix
+    """Two inputs must never share an output name: add the format, then a counter, to clashing names."""
+    for add_counter in (False, True):
+        seen = {}
+        for rec in recs:
+            seen.setdefault(rec.uid, []).append(rec)
+        for group in seen.values():
+            if len(group) > 1:
+                for i, rec in enumerate(group, 1):
+                    extra = str(i) if add_counter else _label(_ext(Path(rec.path)) or "")
+                    rec.entities["task"] = (rec.entities.get("task") or "") + extra
     uids = [r.uid for r in recs]
     if len(set(uids)) != len(uids):
         raise UsageError("Two input recordings map to the same output name; rename one of them.")

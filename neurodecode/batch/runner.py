@@ -303,11 +303,23 @@ def write_status(out, rows, summary):
 
 
 @contextlib.contextmanager
-def _client(cfg):
-    """A dask.distributed client: an existing scheduler, or a loopback-only LocalCluster."""
+def _client(cfg, given=None):
+    """A dask.distributed client: one given, an existing scheduler, or a loopback-only LocalCluster."""
     import dask
     from distributed import Client, LocalCluster
 
+    if given is not None:
+        # A Client is used as is; a cluster object (e.g. dask_jobqueue.SLURMCluster, which
+        # carries its own TLS security) gets a client of its own that is closed afterwards.
+        if isinstance(given, Client):
+            yield given
+            return
+        client = Client(given)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
     if cfg["scheduler"]:
         try:
             client = Client(cfg["scheduler"], timeout="10s")
@@ -356,7 +368,7 @@ def _client(cfg):
 
 
 def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, scheduler=None, on_error=None,
-              memory_limit=None, dry_run=False, progress=None, **overrides):
+              memory_limit=None, dry_run=False, progress=None, client=None, **overrides):
     """Run ``steps`` over every recording under ``input_path``, writing BIDS derivatives to ``deriv``.
 
     Parameters
@@ -375,6 +387,11 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
         Only report what would run (nothing is written).
     progress : callable | None
         Called as ``progress(rows_of_one_file, n_done, n_total)`` after each recording.
+    client : distributed.Client | cluster | None
+        Run on this client, or on a cluster object such as ``dask_jobqueue.SLURMCluster``
+        (its security settings are kept); overrides ``scheduler`` and ``workers``.
+    **overrides
+        Any other configuration key, e.g. ``clean={"l_freq": 0.5}`` or ``include=["sub-01/*"]``.
 
     Returns
     -------
@@ -390,7 +407,7 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
     version = _version()
     summary = {"input": str(inp), "deriv": str(out), "steps": cfg["steps"], "version": version,
                "config_hash": config_hash(_step_configs(cfg), n=16), "n_recordings": len(recs),
-               "workers": cfg["workers"], "scheduler": cfg["scheduler"] or "LocalCluster(127.0.0.1)"}
+               "workers": cfg["workers"], "scheduler": (repr(client) if client is not None else cfg["scheduler"]) or "LocalCluster(127.0.0.1)"}
     if dry_run:
         rows = []
         for rec in recs:
@@ -429,7 +446,7 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
         t_first = t_last = time.perf_counter()
         if todo:
             last_write = 0.0
-            with _client(cfg) as client:
+            with _client(cfg, client) as client:
                 from distributed import as_completed
 
                 futures = {}

@@ -70,10 +70,13 @@ def _sample_rss(root_pid, stop, peaks):
         for p in procs:
             try:
                 rss = p.memory_info().rss
-                name = " ".join(p.cmdline()[:4])
+                name = " ".join(p.cmdline())
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            key = "coordinator" if p.pid == root_pid else ("worker" if "spawn" in name or "multiprocessing" in name else "nanny/other")
+            if "resource_tracker" in name:
+                continue  # multiprocessing's helper process, not part of the work
+            # The coordinator process also hosts the scheduler and the nannies (LocalCluster).
+            key = "coordinator (scheduler, nannies, hashing)" if p.pid == root_pid else "worker"
             peaks[key] = max(peaks.get(key, 0), rss)
         time.sleep(0.2)
 

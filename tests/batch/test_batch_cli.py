@@ -101,13 +101,19 @@ def test_kill_9_then_resume_gives_identical_outputs(four, tmp_path):
     assert tree_hashes(four) == inputs_before
 
 
-def test_abort_stops_after_the_first_failure(four, tmp_path):
+@pytest.fixture(scope="module")
+def client1():
+    with _client(load_config(None, {"workers": 1})) as client:
+        yield client
+
+
+def test_abort_stops_after_the_first_failure(four, tmp_path, client1):
     root = tmp_path / "in"
     (root / "a").mkdir(parents=True)
     shutil.copyfile(four / "zz" / "garbage.edf", root / "a" / "0garbage.edf")
     for i in (1, 2):
         shutil.copyfile(four / "S001" / "S001R04.edf", root / "a" / f"{i}.edf")
-    result = run_batch(root, tmp_path / "o", steps="clean", workers=1, on_error="abort")
+    result = run_batch(root, tmp_path / "o", steps="clean", client=client1, on_error="abort")
     assert result.exit_code == 1 and result.summary["aborted"] is True
     status = {r["file"]: r["status"] for r in result.rows if r["step"] == "clean"}
     assert status == {"a/0garbage.edf": "failed", "a/1.edf": "skipped", "a/2.edf": "skipped"}
@@ -126,30 +132,27 @@ def _non_loopback_ip():
     return None if ip.startswith("127.") else ip
 
 
-def test_local_cluster_listens_on_loopback_only_with_one_thread_per_worker():
+def test_local_cluster_listens_on_loopback_only_with_one_thread_per_worker(client1):
     psutil = pytest.importorskip("psutil")
-    cfg = load_config(None, {"workers": 1})
-    with _client(cfg) as client:
-        addr = client.scheduler.address
-        assert addr.startswith("tcp://127.0.0.1:")
-        assert all(w.startswith("tcp://127.0.0.1:") for w in client.scheduler_info()["workers"])
-        pids = set(client.run(os.getpid).values()) | set(client.run(os.getpid, nanny=True).values())
+    client = client1
+    addr = client.scheduler.address
+    assert addr.startswith("tcp://127.0.0.1:")
+    assert all(w.startswith("tcp://127.0.0.1:") for w in client.scheduler_info()["workers"])
+    pids = set(client.run(os.getpid).values()) | set(client.run(os.getpid, nanny=True).values())
 
-        def threads():
-            from threadpoolctl import threadpool_info
+    def threads():
+        import numpy  # noqa: F401  (loads its BLAS with the worker's environment)
+        from threadpoolctl import threadpool_info
 
-            from neurodecode.batch.runner import _pin_threads
+        return os.environ.get("OMP_NUM_THREADS"), sorted({i["num_threads"] for i in threadpool_info()})
 
-            _pin_threads()
-            return os.environ.get("OMP_NUM_THREADS"), sorted({i["num_threads"] for i in threadpool_info()})
-
-        (omp, nums), = client.run(threads).values()
-        assert omp == "1" and nums == [1]
-        listening = [c.laddr for pid in pids | {os.getpid()} for c in psutil.Process(pid).net_connections("inet")
-                     if c.status == psutil.CONN_LISTEN]
-        assert listening and all(ip in ("127.0.0.1", "::1") for ip, _ in listening), listening
-        ip = _non_loopback_ip()
-        if ip is not None:
-            port = int(addr.rsplit(":", 1)[1])
-            with pytest.raises(OSError):
-                socket.create_connection((ip, port), timeout=2).close()
+    (omp, nums), = client.run(threads).values()
+    assert omp == "1" and nums == [1]
+    listening = [c.laddr for pid in pids | {os.getpid()} for c in psutil.Process(pid).net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening and all(ip in ("127.0.0.1", "::1") for ip, _ in listening), listening
+    ip = _non_loopback_ip()
+    if ip is not None:
+        port = int(addr.rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            socket.create_connection((ip, port), timeout=2).close()

@@ -25,7 +25,20 @@ STATUS = ("batch_status.csv", "batch_status.json", ".neurodecode-batch.lock")
 
 
 @pytest.fixture(scope="module")
-def mixed(real_folder, tmp_path_factory):
+def client2():
+    """One loopback LocalCluster (2 workers) for the whole module; starting one costs seconds."""
+    from neurodecode.batch.runner import _client
+
+    os.environ["NEURODECODE_BATCH_FAULT"] = "crash:crashme.edf"  # inherited by the spawned workers
+    try:
+        with _client(load_config(None, {"workers": 2})) as client:
+            yield client
+    finally:
+        del os.environ["NEURODECODE_BATCH_FAULT"]
+
+
+@pytest.fixture(scope="module")
+def mixed(real_folder, tmp_path_factory, client2):
     """Real recordings, malformed files and one file that kills its worker, run once on 2 workers."""
     root = tmp_path_factory.mktemp("mixed_in")
     shutil.copytree(real_folder, root, dirs_exist_ok=True)
@@ -41,11 +54,7 @@ def mixed(real_folder, tmp_path_factory):
     shutil.copyfile(root / "S001" / "S001R04.edf", root / "crash" / "crashme.edf")
     before = tree_hashes(root)
     deriv = tmp_path_factory.mktemp("mixed_out") / "deriv"
-    os.environ["NEURODECODE_BATCH_FAULT"] = "crash:crashme.edf"  # inherited by the spawned workers
-    try:
-        result = run_batch(root, deriv, steps="clean,qc", workers=2)
-    finally:
-        del os.environ["NEURODECODE_BATCH_FAULT"]
+    result = run_batch(root, deriv, steps="clean,qc", client=client2)
     return root, deriv, result, before
 
 
@@ -169,7 +178,7 @@ def test_changed_output_or_config_is_redone(mixed, tmp_path):
     assert [r["status"] for r in rows] == ["done", "done", "done"] and out.read_bytes() == good
 
 
-def test_partial_write_is_redone_byte_identical(mixed, tmp_path):
+def test_partial_write_is_redone_byte_identical(mixed, tmp_path, client2):
     """What a kill during a write leaves: a temp file, a cut output, no manifest."""
     root, deriv_src, _, _ = mixed
     deriv = tmp_path / "d"
@@ -179,7 +188,7 @@ def test_partial_write_is_redone_byte_identical(mixed, tmp_path):
     out.write_bytes(out.read_bytes()[:5000])
     (deriv / "_cache/sub-lab_task-eeglabdata/clean.json").unlink()
     (out.parent / ".sub-lab_task-eeglabdata_desc-clean_eeg.tmp-999-abcd.edf").write_bytes(b"partial")
-    result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*"], workers=1)
+    result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*"], client=client2)
     assert result.exit_code == 0 and result.summary["stale_temporaries_removed"] == 1
     assert [r["status"] for r in result.rows if r["file"] == "lab/eeglab_data.set"] == ["done", "cached", "cached"]
     assert tree_hashes(deriv, skip=STATUS) == reference
@@ -208,11 +217,13 @@ def test_unsafe_or_invalid_requests_are_usage_errors(real_folder, tmp_path):
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
-def test_dry_run_writes_nothing(real_folder, tmp_path):
-    result = run_batch(real_folder, tmp_path / "o", steps="clean")
-    assert result.exit_code == 0 or True  # (a real run, used below as the cached state)
+def test_dry_run_writes_nothing(mixed, real_folder, tmp_path):
+    _, deriv, _, _ = mixed
     dry = run_batch(real_folder, tmp_path / "o2", steps="clean,qc", dry_run=True)
     assert not (tmp_path / "o2").exists()
     assert {r["status"] for r in dry.rows} == {"pending"} and len(dry.rows) == 2 * 3
-    dry = run_batch(real_folder, tmp_path / "o", steps="clean,qc", dry_run=True)
+    # Keys depend on content, not on where the dataset lives: the mixed run's outputs count.
+    before = tree_hashes(deriv)
+    dry = run_batch(real_folder, deriv, steps="clean,qc", clean={"l_freq": 1.0}, qc={"peak": 2e-4}, dry_run=True)
     assert [r["status"] for r in dry.rows if r["file"] == "S001/S001R04.edf"] == ["cached", "pending", "pending"]
+    assert tree_hashes(deriv) == before

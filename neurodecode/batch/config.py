@@ -18,7 +18,7 @@ DEFAULTS = {
     "on_error": "continue",
     "retries": 0,  # resubmissions of a file whose worker died; capped to avoid retry storms
     "include": [],  # glob patterns (relative to INPUT) restricting discovery; empty = all recordings
-    "clean": {"method": "filter", "l_freq": 1.0, "h_freq": 40.0, "chunk_s": 60.0},
+    "clean": {"method": "bandpass", "l_freq": 1.0, "h_freq": 40.0, "chunk_s": 60.0, "artifacts": ["emg", "eog"]},
     "qc": {"method": "auto", "window_s": 1.0, "peak": 150e-6, "flat": 1e-7, "chunk_s": 60.0},
     "report": {"psd_segments": 6, "psd_segment_s": 4.0},
 }

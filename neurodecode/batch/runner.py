@@ -28,7 +28,7 @@ from .steps import RUNNERS, STEP_VERSION, StepContext, datatype_of, open_raw, re
 STATUS_CSV = "batch_status.csv"
 STATUS_JSON = "batch_status.json"
 LOCK_NAME = ".neurodecode-batch.lock"
-COLUMNS = ("file", "step", "status", "method", "duration_s", "n_warnings", "warnings", "error_class",
+COLUMNS = ("file", "step", "status", "method", "duration_s", "cpu_s", "n_warnings", "warnings", "error_class",
            "error_message", "outputs", "output_sha256", "cache_key", "peak_rss_mb", "worker")
 
 
@@ -92,12 +92,12 @@ def plan_recording(rec, in_hash, cfg, deriv, version):
     return done, []
 
 
-def _row(rec, step, status, *, method="", duration=0.0, warnings=(), error=None, outputs=None, key="",
+def _row(rec, step, status, *, method="", duration=0.0, cpu=0.0, warnings=(), error=None, outputs=None, key="",
          rss=None, worker=""):
     outputs = outputs or {}
     return {
         "file": rec.relpath, "step": step, "status": status, "method": method,
-        "duration_s": round(float(duration), 3), "n_warnings": len(warnings), "warnings": list(warnings),
+        "duration_s": round(float(duration), 3), "cpu_s": round(float(cpu), 3), "n_warnings": len(warnings), "warnings": list(warnings),
         "error_class": type(error).__name__ if isinstance(error, BaseException) else (error[0] if error else ""),
         "error_message": str(error) if isinstance(error, BaseException) else (error[1] if error else ""),
         "outputs": list(outputs), "output_sha256": list(outputs.values()), "cache_key": key,
@@ -166,7 +166,7 @@ def process_recording(rec_dict, in_hash, cfg, deriv, version):
             done[step] = man
             continue
         warnings = []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             if datatype is None:
                 datatype = datatype_of(open_raw(rec.path, warnings))
@@ -187,12 +187,12 @@ def process_recording(rec_dict, in_hash, cfg, deriv, version):
             cache.write_manifest(deriv, rec.uid, step, man)
             done[step] = man
             rows.append(_row(rec, step, "done", method=conf.get("method", ""), duration=time.perf_counter() - t0,
-                             warnings=warnings, outputs=hashes, key=key, rss=_peak_rss_mb(), worker=worker))
+                             cpu=time.process_time() - c0, warnings=warnings, outputs=hashes, key=key, rss=_peak_rss_mb(), worker=worker))
         except Exception as err:  # one file's failure must not stop the batch
             failed = step
             msg = str(err) if isinstance(err, NeurodecodeError) else f"{err} [{_where(err)}]"
             rows.append(_row(rec, step, "failed", method=conf.get("method", ""), duration=time.perf_counter() - t0,
-                             warnings=warnings, error=(type(err).__name__, msg), key=key, rss=_peak_rss_mb(),
+                             cpu=time.process_time() - c0, warnings=warnings, error=(type(err).__name__, msg), key=key, rss=_peak_rss_mb(),
                              worker=worker))
     return rows
 

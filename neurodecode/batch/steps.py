@@ -8,9 +8,11 @@ so planning a batch and ``neurodecode batch --help`` never import torch.
 Built in:
 
 ``clean``
-    ``method="filter"``: chunked zero-phase FIR band-pass, streamed from disk to a streamed
-    EDF+ file (bounded memory). ``method="atat"|"ica"``: :func:`neurodecode.artifacts.clean.clean_raw`
-    on the loaded recording (memory grows with the recording), written by the same EDF writer.
+    ``method="bandpass"`` (default): chunked zero-phase FIR band-pass, streamed from disk to a
+    streamed EDF+ file (bounded memory). ``method="filter"|"atat"|"ica"``:
+    :func:`neurodecode.artifacts.clean.clean_raw` (the same cleaning as ``neurodecode clean``;
+    it returns the cleaned recording in memory, so memory grows with the recording), written by
+    the same EDF writer.
 ``qc``
     ``method="hveegnet"``: :class:`neurodecode.artifacts.hveegnet.HVEEGNet` annotations;
     ``method="amplitude"``: streamed peak-to-peak checks (``BAD_peak``/``BAD_flat``);
@@ -21,7 +23,9 @@ Built in:
     output hashes and an input-vs-clean spectrum).
 """
 
+import functools
 import importlib
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +36,7 @@ import numpy as np
 from ..utils import InputFileError, UsageError, atomic_path
 
 STEP_VERSION = {"clean": "1", "qc": "1", "report": "1"}
-_CLEAN_METHODS = ("filter", "atat", "ica")
+_CLEAN_METHODS = ("bandpass", "filter", "atat", "ica")
 _QC_METHODS = ("auto", "amplitude", "hveegnet")
 
 
@@ -76,6 +80,25 @@ def _module_available(name):
         return False
 
 
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@functools.lru_cache(maxsize=32)
+def _file_digest(path, size, mtime_ns):
+    from ..utils import sha256_file
+
+    return sha256_file(path)
+
+
+def _weights(prefix):
+    """{file name: sha256} of the shipped weights starting with ``prefix``: a new model, a new key."""
+    out = {}
+    for p in sorted(_WEIGHTS_DIR.glob(f"{prefix}*.safetensors")):
+        st = p.stat()
+        out[p.name] = _file_digest(str(p), st.st_size, st.st_mtime_ns)
+    return out
+
+
 def resolve_config(step, cfg):
     """Return the step's configuration with 'auto' choices made (this goes into the cache key)."""
     if step == "clean":
@@ -85,8 +108,12 @@ def resolve_config(step, cfg):
                 f"Invalid value for 'clean.method'. Allowed values are {', '.join(map(repr, _CLEAN_METHODS))}, "
                 f"but got {c['method']!r} instead."
             )
-        if c["method"] != "filter":
-            c = {"method": c["method"], "chunk_s": c["chunk_s"]}
+        if c["method"] == "bandpass":
+            return {k: c[k] for k in ("method", "l_freq", "h_freq", "chunk_s")}
+        c = {k: c[k] for k in ("method", "artifacts", "chunk_s")}
+        c["artifacts"] = sorted(c["artifacts"]) if not isinstance(c["artifacts"], str) else c["artifacts"]
+        if c["method"] == "atat":
+            c["weights"] = _weights("atat")
         return c
     if step == "qc":
         c = dict(cfg["qc"])
@@ -96,9 +123,12 @@ def resolve_config(step, cfg):
                 f"but got {c['method']!r} instead."
             )
         if c["method"] == "auto":
-            c["method"] = "hveegnet" if _module_available("neurodecode.artifacts.hveegnet") else "amplitude"
+            usable = _module_available("neurodecode.artifacts.hveegnet") and _weights("hveegnet")
+            c["method"] = "hveegnet" if usable else "amplitude"
         if c["method"] == "hveegnet":
-            c = {"method": "hveegnet"}
+            c = {"method": "hveegnet", "weights": _weights("hveegnet")}
+        else:
+            c = {k: c[k] for k in ("method", "window_s", "peak", "flat", "chunk_s")}
         return c
     if step == "report":
         return dict(cfg["report"])
@@ -206,7 +236,7 @@ def run_clean(ctx, config):
     chunk = max(1, int(round(config["chunk_s"] * sf)))
     annotations = _annotations_rel(raw)
     summary = {"method": config["method"], "n_channels": len(raw.ch_names), "sfreq": sf, "n_times": int(raw.n_times)}
-    if config["method"] == "filter":
+    if config["method"] == "bandpass":
         h_freq = config["h_freq"]
         if h_freq is not None and h_freq >= sf / 2:
             ctx.warnings.append(f"h_freq={h_freq} Hz is not below the Nyquist frequency ({sf / 2:g} Hz); low-pass skipped.")
@@ -245,10 +275,11 @@ def run_clean(ctx, config):
         except ImportError as err:
             raise UsageError(
                 f"clean.method={config['method']!r} needs neurodecode.artifacts.clean.clean_raw, which this "
-                "installation does not have; use clean.method='filter'."
+                "installation does not have; use clean.method='bandpass'."
             ) from err
-        raw.load_data(verbose="error")
-        cleaned, info = clean_raw(raw, method=config["method"], progress=False)
+        # clean_raw reads the recording lazily in chunks, but returns the cleaned recording in memory.
+        cleaned, info = clean_raw(raw, method=config["method"], artifacts=tuple(config["artifacts"]), progress=False,
+                                  chunk_s=config["chunk_s"])
         annotations = _annotations_rel(cleaned)
 
         def chunks():
@@ -318,7 +349,6 @@ def run_qc(ctx, config):
         )
     else:
         hv = importlib.import_module("neurodecode.artifacts.hveegnet")
-        raw.load_data(verbose="error")
         before = len(raw.annotations)
         annotated = hv.HVEEGNet.from_pretrained().annotate(raw)
         for o, d, t in _annotations_rel(annotated)[before:]:

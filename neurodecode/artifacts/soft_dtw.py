@@ -16,6 +16,8 @@ import torch
 
 __all__ = ["soft_dtw", "SoftDTW", "soft_dtw_reference"]
 
+_FLOOR = -80.0  # lowest exp() argument used (see _forward_dp)
+
 
 def _skew_index(t1, t2, device):
     """Flat index into the anti-diagonal layout for each cell ``(i, j)`` of a padded matrix.
@@ -63,12 +65,18 @@ def _forward_dp(cost, gamma):
     d_diag = _skew(torch.nn.functional.pad(cost, (1, 1, 1, 1)), 0.0)
     r_diag = torch.full_like(d_diag, float("inf"))
     r_diag[0, 0] = 0.0
+    inv = 1.0 / gamma
     for k in range(2, t1 + t2 + 1):
         lo, hi = max(1, k - t2), min(t1, k - 1)  # valid rows i on this anti-diagonal
         # neighbours of (i, j): (i-1, j-1) on k-2, (i-1, j) and (i, j-1) on k-1
-        stacked = torch.stack((r_diag[k - 2, lo - 1:hi], r_diag[k - 1, lo - 1:hi], r_diag[k - 1, lo:hi + 1]))
-        softmin = torch.logsumexp(stacked.mul_(-1.0 / gamma), dim=0).mul_(-gamma)
-        torch.add(d_diag[k, lo:hi + 1], softmin, out=r_diag[k, lo:hi + 1])
+        a, b, c = r_diag[k - 2, lo - 1:hi], r_diag[k - 1, lo - 1:hi], r_diag[k - 1, lo:hi + 1]
+        m = torch.minimum(torch.minimum(a, b), c)  # always finite: every cell has a finite path
+        # exp arguments are clamped at -80: far-off paths then cost a tiny ~1e-35 weight instead
+        # of an exp() underflow, which is many times slower on CPU
+        s = ((m - a) * inv).clamp_(min=_FLOOR).exp_()
+        s += ((m - b) * inv).clamp_(min=_FLOOR).exp_()
+        s += ((m - c) * inv).clamp_(min=_FLOOR).exp_()
+        torch.sub(d_diag[k, lo:hi + 1] + m, s.log_().mul_(gamma), out=r_diag[k, lo:hi + 1])
     return r_diag[t1 + t2, t1].clone(), r_diag
 
 
@@ -89,9 +97,9 @@ def _backward_dp(cost, r_diag, gamma):
         lo, hi = max(1, k - t2), min(t1, k - 1)
         rc = rb[k, lo:hi + 1] + db[k, lo:hi + 1]  # R(i, j) itself
         # successors of (i, j): (i+1, j) and (i, j+1) on k+1, (i+1, j+1) on k+2
-        a = torch.exp((rb[k + 1, lo + 1:hi + 2] - rc) * inv)
-        b = torch.exp((rb[k + 1, lo:hi + 1] - rc) * inv)
-        c = torch.exp((rb[k + 2, lo + 1:hi + 2] - rc) * inv)
+        a = ((rb[k + 1, lo + 1:hi + 2] - rc) * inv).clamp_(min=_FLOOR).exp_()
+        b = ((rb[k + 1, lo:hi + 1] - rc) * inv).clamp_(min=_FLOOR).exp_()
+        c = ((rb[k + 2, lo + 1:hi + 2] - rc) * inv).clamp_(min=_FLOOR).exp_()
         e[k, lo:hi + 1] = e[k + 1, lo + 1:hi + 2] * a + e[k + 1, lo:hi + 1] * b + e[k + 2, lo + 1:hi + 2] * c
     return _unskew(e, t1, t2)[:, 1:t1 + 1, 1:t2 + 1]
 

@@ -391,16 +391,27 @@ class HVEEGNet(nn.Module):
         z = self._sample(mu_p + dmu, lv_p + dlv, sample)
         return d + z_in(z), kl
 
-    def loss(self, x):
+    def loss(self, x, recon_loss="soft_dtw"):
         """Paper loss: ``alpha * soft-DTW per channel (summed) + beta * sum of KL``, batch mean.
+
+        Parameters
+        ----------
+        x : Tensor, shape (batch, n_chans, n_times)
+        recon_loss : "soft_dtw" | "sse"
+            ``"sse"`` (sum of squared errors, the soft-DTW of the diagonal alignment only) is a
+            cheap O(T) stand-in used for warm-up epochs; it is an upper bound of the hard DTW cost.
 
         Returns
         -------
         total, recon, kl : Tensor (scalars)
         """
+        check_option("recon_loss", recon_loss, ("soft_dtw", "sse"))
         recon_x, kl = self(x)
         b, c, t = x.shape
-        rec = soft_dtw(x.reshape(b * c, t), recon_x.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
+        if recon_loss == "sse":
+            rec = (x - recon_x).pow(2).sum((1, 2)).mean()
+        else:
+            rec = soft_dtw(x.reshape(b * c, t), recon_x.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
         kl_total = torch.stack(kl).sum(0).mean()
         return self.alpha * rec + self.beta * kl_total, rec, kl_total
 
@@ -460,13 +471,18 @@ class HVEEGNet(nn.Module):
         return self
 
     # ------------------------------------------------------------------ data
+    def _rate_fraction(self, sfreq):
+        if abs(sfreq - self.sfreq) < 1e-6:
+            return Fraction(1, 1)
+        return Fraction(self.sfreq / sfreq).limit_denominator(1000)
+
     def _to_model_rate(self, data, sfreq):
         """(C, n) at ``sfreq`` -> (C, m) at the model's rate (polyphase, anti-aliased)."""
         if abs(sfreq - self.sfreq) < 1e-6:
             return data
         from scipy.signal import resample_poly
 
-        frac = Fraction(self.sfreq / sfreq).limit_denominator(1000)
+        frac = self._rate_fraction(sfreq)
         return resample_poly(data, frac.numerator, frac.denominator, axis=-1)
 
     def windows_from_array(self, data, sfreq, stride=None):
@@ -524,6 +540,41 @@ class HVEEGNet(nn.Module):
         out[rows] = weights @ data_known
         return out
 
+    def _raw_windows(self, raw, picks, mat, starts):
+        """Model windows of a Raw at the given model-rate start samples (one read per call).
+
+        One second of context on each side feeds the resampling filter, so a window's values
+        do not depend on how the recording was chunked.
+        """
+        sf, t, n = raw.info["sfreq"], self.n_times, raw.n_times
+        pad = int(np.ceil(sf))
+        m0, m1 = int(starts[0]), int(starts[-1]) + t
+        den = self._rate_fraction(sf).denominator
+        # start on a sample that falls on the model's grid (multiple of the resampling
+        # denominator), so that windows are identical however the recording is chunked
+        a = max(int(np.floor(m0 / self.sfreq * sf)) - pad, 0) // den * den
+        b = min(int(np.ceil(m1 / self.sfreq * sf)) + pad, n)
+        data = self._assemble(lambda p: raw.get_data(picks=p, start=a, stop=b), picks, mat, self.n_chans)
+        x = self._to_model_rate(data * 1e6, sf)
+        off = int(round(a / sf * self.sfreq))
+        w = np.stack([x[:, s - off:s - off + t] for s in starts])
+        w = w - w.mean(-1, keepdims=True)
+        return w.astype(np.float32)
+
+    def windows_at(self, raw, onsets_s, *, missing="raise", max_interpolated=3):
+        """Input and reconstruction of the windows starting at ``onsets_s`` (seconds from the first sample).
+
+        Returns
+        -------
+        windows, recon : ndarray, shape (n, n_chans, n_times), uV
+        """
+        picks, _, mat = self._picked(raw, missing, max_interpolated)
+        starts = np.round(np.asarray(onsets_s) * self.sfreq).astype(int)
+        w = np.concatenate([self._raw_windows(raw, picks, mat, [s]) for s in starts]) if len(starts) else \
+            np.zeros((0, self.n_chans, self.n_times), np.float32)
+        _, r = self.channel_errors(w)
+        return w, r
+
     # ------------------------------------------------------------------ public QC API
     def score(self, inst, *, missing="raise", max_interpolated=3, chunk_s=60.0, batch_size=64, return_recon=False):
         """Per-window anomaly scores of a Raw or Epochs.
@@ -552,6 +603,8 @@ class HVEEGNet(nn.Module):
         """
         import mne
 
+        if not isinstance(inst, (mne.io.BaseRaw, mne.BaseEpochs)):
+            raise UsageError(f"score expects an mne Raw or Epochs, got {type(inst).__name__}.")
         source = _describe(inst)
         if self.threshold.item() == float("inf"):
             record_warning("hvEEGNet has no calibrated threshold (call calibrate); nothing will be flagged.")
@@ -574,7 +627,6 @@ class HVEEGNet(nn.Module):
                 )
             step = max(int(round(chunk_s / win_s)), 1) * t  # model samples per chunk, whole windows
             total = int(np.floor(n / sf * self.sfreq))
-            pad = int(np.ceil(sf))  # 1 s of context for the resampling filter
             starts_all = list(range(0, total - t + 1, t))
             if starts_all[-1] + t < total:
                 starts_all.append(total - t)
@@ -583,16 +635,7 @@ class HVEEGNet(nn.Module):
                 sel = starts_all[(starts_all >= c0) & (starts_all < c0 + step)]
                 if not len(sel):
                     continue
-                m0, m1 = sel[0], sel[-1] + t  # model-rate span needed
-                a = max(int(np.floor(m0 / self.sfreq * sf)) - pad, 0)
-                b = min(int(np.ceil(m1 / self.sfreq * sf)) + pad, n)
-                data = self._assemble(lambda p: inst.get_data(picks=p, start=a, stop=b), picks, mat, self.n_chans)
-                x = self._to_model_rate(data * 1e6, sf)
-                off = int(round(a / sf * self.sfreq))
-                w = np.stack([x[:, s - off:s - off + t] for s in sel])
-                if w.shape[-1] != t:
-                    raise RuntimeError("internal error: window extraction out of range")
-                w = (w - w.mean(-1, keepdims=True)).astype(np.float32)
+                w = self._raw_windows(inst, picks, mat, sel)
                 e, r = self.channel_errors(w, batch_size)
                 errs.append(e)
                 onsets.append(sel / self.sfreq)

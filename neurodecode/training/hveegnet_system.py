@@ -137,15 +137,24 @@ class HVEEGNetSystem(L.LightningModule):
     weight_decay : float
     lr_gamma : float
         Per-epoch multiplicative LR decay.
+    sse_warmup_epochs : int
+        First epochs trained with the squared-error reconstruction term instead of soft-DTW
+        (a CPU-time saving: soft-DTW costs O(T^2) per channel, squared error O(T)). Validation
+        and model selection always use the paper's soft-DTW loss.
     """
 
-    def __init__(self, model: HVEEGNet, lr: float = 1e-2, weight_decay: float = 1e-2, lr_gamma: float = 0.999):
+    def __init__(
+        self, model: HVEEGNet, lr: float = 1e-2, weight_decay: float = 1e-2, lr_gamma: float = 0.999,
+        sse_warmup_epochs: int = 0,
+    ):
         super().__init__()
         self.model = model
         self.lr, self.weight_decay, self.lr_gamma = lr, weight_decay, lr_gamma
+        self.sse_warmup_epochs = sse_warmup_epochs
 
     def training_step(self, batch, batch_idx):
-        total, rec, kl = self.model.loss(batch[0])
+        kind = "sse" if self.current_epoch < self.sse_warmup_epochs else "soft_dtw"
+        total, rec, kl = self.model.loss(batch[0], recon_loss=kind)
         self.log_dict({"train_loss": total, "train_recon": rec, "train_kl": kl}, prog_bar=True, batch_size=len(batch[0]))
         return total
 
@@ -222,9 +231,10 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--log-dir", default=None, help="Lightning log folder (default results/hveegnet)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    _, info = train(args.config, args.out, overwrite=args.overwrite, max_epochs=args.max_epochs)
+    _, info = train(args.config, args.out, overwrite=args.overwrite, max_epochs=args.max_epochs, log_dir=args.log_dir)
     print(info)
 
 

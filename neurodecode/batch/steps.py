@@ -289,7 +289,8 @@ def run_clean(ctx, config):
 
         _write_edf_streamed(out, cleaned, chunks, n_times=cleaned.n_times, annotations=annotations,
                             prefilter=f"neurodecode clean {config['method']}", sources=[ctx.source])
-        summary["clean_summary"] = _jsonable(info)
+        # Timings vary from run to run; outputs and manifests must not.
+        summary["clean_summary"] = {k: v for k, v in _jsonable(info).items() if k not in ("seconds", "timings")}
     summary["annotations"] = _count(_annotations_rel(open_raw(out, [])))
     return {"main": out}, summary
 

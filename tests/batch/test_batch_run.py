@@ -227,3 +227,36 @@ def test_dry_run_writes_nothing(mixed, real_folder, tmp_path):
     dry = run_batch(real_folder, deriv, steps="clean,qc", clean={"l_freq": 1.0}, qc={"peak": 2e-4}, dry_run=True)
     assert [r["status"] for r in dry.rows if r["file"] == "S001/S001R04.edf"] == ["cached", "pending", "pending"]
     assert tree_hashes(deriv) == before
+
+
+def test_clean_raw_methods_run_through_the_batch(mixed, tmp_path):
+    """``clean.method: filter`` is neurodecode.artifacts.clean.clean_raw, as in ``neurodecode clean``."""
+    pytest.importorskip("neurodecode.artifacts.clean", reason="clean_raw is not in this checkout")
+    root, _, _, _ = mixed
+    rec = _one(root, "S001/S001R04.edf")
+    cfg = load_config(None, {"steps": "clean,qc", "clean": {"method": "filter"}})
+    rows = process_recording(rec.to_dict(), input_hash(rec.path, rec.companions), cfg, str(tmp_path), "0.1.0")
+    assert [r["status"] for r in rows] == ["done", "done", "done"], rows[0]["error_message"]
+    man = read_manifest(tmp_path, rec.uid, "clean")
+    assert man["summary"]["clean_summary"]["method"] == "filter" and "seconds" not in man["summary"]["clean_summary"]
+    out = mne.io.read_raw_edf(tmp_path / rows[0]["outputs"][0], preload=True, verbose="error")
+    src = mne.io.read_raw_edf(rec.path, preload=True, verbose="error")
+    assert len(out.ch_names) == 64 and out.n_times == src.n_times
+    assert not np.allclose(out.get_data(), src.get_data(), atol=1e-6), "nothing was cleaned"
+    again = process_recording(rec.to_dict(), input_hash(rec.path, rec.companions), cfg, str(tmp_path), "0.1.0")
+    assert [r["status"] for r in again] == ["cached"] * 3
+
+
+def test_hveegnet_qc_runs_when_its_weights_are_shipped(mixed, tmp_path):
+    from neurodecode.batch.steps import _weights
+
+    if not _weights("hveegnet"):
+        pytest.skip("no shipped HVEEGNet weights in this checkout (neurodecode/weights/hveegnet*.safetensors)")
+    root, _, _, _ = mixed
+    rec = _one(root, "S001/S001R04.edf")
+    cfg = load_config(None, {"steps": "qc", "qc": {"method": "auto"}})
+    rows = process_recording(rec.to_dict(), input_hash(rec.path, rec.companions), cfg, str(tmp_path), "0.1.0")
+    assert rows[0]["method"] == "hveegnet" and rows[0]["status"] == "done", rows[0]["error_message"]
+    tsv = (tmp_path / rows[0]["outputs"][0]).read_text().splitlines()
+    assert tsv[0].startswith("onset\tduration\ttrial_type")
+    assert all(line.split("\t")[2].startswith("BAD_") for line in tsv[1:])

@@ -25,6 +25,17 @@ def test_bids_dataset_via_mne_bids(data_file, tmp_path):
     assert [r.uid for r in recs] == ["sub-01_ses-a_task-imagery_run-1", "sub-02_ses-a_task-imagery_run-2"]
     assert all(r.datatype == "eeg" and r.path.endswith("_eeg.edf") for r in recs)
     assert recs[0].relpath == "sub-01/ses-a/eeg/sub-01_ses-a_task-imagery_run-1_eeg.edf"
+    # Outputs keep the BIDS entities and folders (the code a worker runs, in-process here).
+    from neurodecode.batch.cache import input_hash
+    from neurodecode.batch.config import load_config
+    from neurodecode.batch.runner import process_recording
+
+    deriv = tmp_path / "deriv"
+    cfg = load_config(None, {"steps": "clean"})
+    rows = process_recording(recs[0].to_dict(), input_hash(recs[0].path), cfg, str(deriv), "0.1.0")
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert rows[0]["outputs"] == ["sub-01/ses-a/eeg/sub-01_ses-a_task-imagery_run-1_desc-clean_eeg.edf"]
+    assert (deriv / "sub-01/ses-a/eeg/sub-01_ses-a_task-imagery_run-1_report.html").is_file()
 
 
 def test_folder_tree_with_companions_and_non_recordings(data_file, tmp_path):

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import resource
 import sys
@@ -131,6 +132,16 @@ def _fault_injection(rec):
     spec = os.environ.get("NEURODECODE_BATCH_FAULT", "")
     if spec.startswith("crash:") and Path(rec.path).name == spec[6:]:
         os._exit(13)
+
+
+def _warm_up():
+    """Import what every step needs, on every worker at once, before the first file arrives."""
+    _pin_threads()
+    import mne  # noqa: F401
+    import scipy.signal  # noqa: F401
+
+    from .. import io  # noqa: F401
+    from . import report_html, streaming  # noqa: F401
 
 
 def _peak_rss_mb():
@@ -468,8 +479,12 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
                     while queue and sum(not f.done() for f in futures) < slots:
                         submit_next()
 
-                fill()
+                try:
+                    client.run(_warm_up)
+                except Exception as err:  # such a worker fails its files below, each with the reason
+                    logging.getLogger("neurodecode").warning("Warming up the Dask workers failed: %s", err)
                 t_first = time.perf_counter()
+                fill()
                 for fut in ac:
                     rec = futures[fut]
                     try:

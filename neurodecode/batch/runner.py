@@ -445,9 +445,10 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
                 todo.append((rec, in_hash))
             else:
                 by_file[rec.relpath] = [_cached_row(rec, s, m) for s, m in done.items()]
-        n_done = len(by_file)
-        if progress:
-            for rows in list(by_file.values()):
+        n_done = 0
+        for rows in list(by_file.values()):
+            n_done += 1
+            if progress:
                 progress(rows, n_done, len(recs))
 
         def order():

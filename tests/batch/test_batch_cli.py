@@ -113,7 +113,8 @@ def test_abort_stops_after_the_first_failure(four, tmp_path, client1):
     shutil.copyfile(four / "zz" / "garbage.edf", root / "a" / "0garbage.edf")
     for i in (1, 2):
         shutil.copyfile(four / "S001" / "S001R04.edf", root / "a" / f"{i}.edf")
-    result = run_batch(root, tmp_path / "o", steps="clean", client=client1, on_error="abort")
+    # Through the scheduler's address, as `--scheduler tcp://...` does for an existing cluster.
+    result = run_batch(root, tmp_path / "o", steps="clean", scheduler=client1.scheduler.address, on_error="abort")
     assert result.exit_code == 1 and result.summary["aborted"] is True
     status = {r["file"]: r["status"] for r in result.rows if r["step"] == "clean"}
     assert status == {"a/0garbage.edf": "failed", "a/1.edf": "skipped", "a/2.edf": "skipped"}

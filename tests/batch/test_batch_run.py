@@ -142,6 +142,9 @@ def test_status_tables_match_the_rows(mixed):
 def test_unchanged_rerun_recomputes_nothing(mixed):
     root, deriv, first, _ = mixed
     before = tree_hashes(deriv, skip=STATUS)
+    # New modification times without new content (network file systems do this): still cached.
+    for p in (root / "S001" / "S001R04.edf", root / "lab" / "eeglab_data.fdt"):
+        os.utime(p, (p.stat().st_atime + 3600, p.stat().st_mtime + 3600))
     result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*", "broken/cut*"])
     assert result.exit_code == 0
     assert {r["status"] for r in result.rows} == {"cached"}
@@ -260,3 +263,17 @@ def test_hveegnet_qc_runs_when_its_weights_are_shipped(mixed, tmp_path):
     tsv = (tmp_path / rows[0]["outputs"][0]).read_text().splitlines()
     assert tsv[0].startswith("onset\tduration\ttrial_type")
     assert all(line.split("\t")[2].startswith("BAD_") for line in tsv[1:])
+
+
+def test_cli_prints_one_line_per_file(mixed, capsys):
+    from neurodecode.cli import main
+
+    root, deriv, _, _ = mixed
+    cfg = deriv.parent / "only_good.yaml"
+    cfg.write_text("include: ['S001/*', 'lab/*']\n")
+    with pytest.raises(SystemExit) as info:
+        main(["batch", str(root), "--out", str(deriv), "--steps", "clean,qc", "--config", str(cfg)])
+    assert info.value.code == 0
+    err = capsys.readouterr().err
+    assert "[1/2] cached S001/S001R04.edf" in err and "[2/2] cached lab/eeglab_data.set" in err
+    assert "2 recording(s), steps clean,qc: 6 cached" in err

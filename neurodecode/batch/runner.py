@@ -128,10 +128,26 @@ def _pin_threads():
 
 
 def _fault_injection(rec):
-    """Test hook: ``NEURODECODE_BATCH_FAULT=crash:<name>`` kills the worker on that file."""
+    """Test hooks (environment of the workers): make the worker die on one file.
+
+    ``NEURODECODE_BATCH_FAULT=crash:<name>``: the worker process exits at once (as on a segfault).
+    ``NEURODECODE_BATCH_FAULT=alloc:<name>``: it allocates memory until the nanny's memory limit
+    terminates it (gives up with MemoryError after 2 GB, so a broken limit cannot hang a test).
+    """
     spec = os.environ.get("NEURODECODE_BATCH_FAULT", "")
-    if spec.startswith("crash:") and Path(rec.path).name == spec[6:]:
+    kind, _, name = spec.partition(":")
+    if not name or Path(rec.path).name != name:
+        return
+    if kind == "crash":
         os._exit(13)
+    if kind == "alloc":
+        import numpy as np
+
+        hog = []
+        for _ in range(100):
+            hog.append(np.ones(20 * 2**20 // 8))  # 20 MB, touched
+            time.sleep(0.05)
+        raise MemoryError(f"{name}: allocated 2 GB without being stopped by the memory limit")
 
 
 def _warm_up():

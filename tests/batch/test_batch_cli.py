@@ -103,8 +103,25 @@ def test_kill_9_then_resume_gives_identical_outputs(four, tmp_path):
 
 @pytest.fixture(scope="module")
 def client1():
-    with _client(load_config(None, {"workers": 1})) as client:
-        yield client
+    """One worker with a small memory limit; a file named hog.edf makes it allocate without end."""
+    os.environ["NEURODECODE_BATCH_FAULT"] = "alloc:hog.edf"  # inherited by the spawned worker
+    try:
+        with _client(load_config(None, {"workers": 1, "memory_limit": "800MB"})) as client:
+            yield client
+    finally:
+        del os.environ["NEURODECODE_BATCH_FAULT"]
+
+
+def test_memory_limit_fails_one_file_and_the_rest_finish(four, tmp_path, client1):
+    root = tmp_path / "in"
+    (root / "m").mkdir(parents=True)
+    for name in ("1.edf", "hog.edf", "3.edf"):
+        shutil.copyfile(four / "S001" / "S001R04.edf", root / "m" / name)
+    result = run_batch(root, tmp_path / "o", steps="clean", client=client1, memory_limit="800MB")
+    status = {r["file"]: (r["status"], r["error_class"]) for r in result.rows if r["step"] == "clean"}
+    assert status == {"m/1.edf": ("done", ""), "m/hog.edf": ("failed", "KilledWorker"), "m/3.edf": ("done", "")}
+    assert result.exit_code == 1
+    assert "800MB" in next(r for r in result.rows if r["file"] == "m/hog.edf")["error_message"]
 
 
 def test_abort_stops_after_the_first_failure(four, tmp_path, client1):

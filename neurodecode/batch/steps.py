@@ -192,6 +192,8 @@ def _annotations_rel(raw):
 def _write_edf_streamed(path, raw, chunks, *, n_times, annotations, prefilter, sources):
     """Two passes over ``chunks()``: ranges first (to a float32 spill file), then EDF records.
 
+    ``annotations`` is a list, or a function returning one that is called after the first pass.
+
     EDF needs each channel's physical range in the header, before the first record; the
     filtered data are spilled once as float32 to a temporary file beside the output (plain
     file I/O, not a memory map, so the page cache does not count against the worker's RSS).
@@ -211,7 +213,8 @@ def _write_edf_streamed(path, raw, chunks, *, n_times, annotations, prefilter, s
         with atomic_path(path, overwrite=True, inputs=sources) as tmp, open(tmp, "wb") as out:
             writer = EdfStreamWriter(
                 out, ch_names=raw.ch_names, ch_types=raw.get_channel_types(), sfreq=raw.info["sfreq"],
-                n_times=n_times, ranges=np.c_[lo, hi], annotations=annotations,
+                n_times=n_times, ranges=np.c_[lo, hi],
+                annotations=annotations() if callable(annotations) else annotations,
                 meas_date=raw.info["meas_date"], prefilter=prefilter,
             )
             step = 1 << 16
@@ -249,26 +252,21 @@ def run_clean(ctx, config):
             nan_spans.clear()
             return filtered_chunks(raw, h=h, picks=picks, chunk_samples=chunk, nan_spans=nan_spans)
 
-        prefilter = f"HP:{config['l_freq']}Hz" + (f" LP:{h_freq}Hz" if h_freq else "")
-        # The first pass fills nan_spans before the annotations are needed by the writer.
-        state = {}
-
-        def chunks_then_annotate():
-            yield from chunks()
+        def all_annotations():
+            # Called by the writer after the first pass over the data, which found the NaN spans.
             spans = merge_spans(nan_spans)
             if spans:
                 ctx.warnings.append(
                     f"{Path(ctx.source).name}: {len(spans)} span(s) with NaN samples were set to 0 before "
                     "filtering and marked BAD_NAN."
                 )
-            state["nan"] = [(s / sf, (e - s) / sf, "BAD_NAN") for s, e in spans]
+            summary["bad_nan_spans"] = len(spans)
+            return annotations + [(s / sf, (e - s) / sf, "BAD_NAN") for s, e in spans]
 
-        _write_edf_streamed(
-            out, raw, chunks_then_annotate, n_times=raw.n_times,
-            annotations=_LazyList(lambda: annotations + state.get("nan", [])), prefilter=prefilter,
-            sources=[ctx.source],
-        )
-        summary.update(filter_taps=int(len(h)), n_filtered_channels=int(len(picks)), bad_nan_spans=len(state.get("nan", [])))
+        prefilter = f"HP:{config['l_freq']}Hz" + (f" LP:{h_freq}Hz" if h_freq else "")
+        _write_edf_streamed(out, raw, chunks, n_times=raw.n_times, annotations=all_annotations,
+                            prefilter=prefilter, sources=[ctx.source])
+        summary.update(filter_taps=int(len(h)), n_filtered_channels=int(len(picks)))
     else:
         try:
             from ..artifacts.clean import clean_raw
@@ -293,16 +291,6 @@ def run_clean(ctx, config):
         summary["clean_summary"] = {k: v for k, v in _jsonable(info).items() if k not in ("seconds", "timings")}
     summary["annotations"] = _count(_annotations_rel(open_raw(out, [])))
     return {"main": out}, summary
-
-
-class _LazyList:
-    """A list whose items are computed when first iterated (after the first data pass)."""
-
-    def __init__(self, make):
-        self._make = make
-
-    def __iter__(self):
-        return iter(self._make())
 
 
 def _count(annotations):

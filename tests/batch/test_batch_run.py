@@ -277,3 +277,22 @@ def test_cli_prints_one_line_per_file(mixed, capsys):
     err = capsys.readouterr().err
     assert "[1/2] cached S001/S001R04.edf" in err and "[2/2] cached lab/eeglab_data.set" in err
     assert "2 recording(s), steps clean,qc: 6 cached" in err
+
+
+def test_nan_samples_become_bad_nan_annotations_and_a_warning(tmp_path):
+    """T-S1: NaN spans are zeroed before filtering (no spreading), annotated and reported."""
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((4, 100 * 60)) * 20e-6
+    data[2, 1000:1250] = np.nan  # 2.5 s on one channel
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 100.0, "eeg")
+    (tmp_path / "in").mkdir()
+    mne.io.RawArray(data, info, verbose="error").save(tmp_path / "in" / "nan_raw.fif", verbose="error")
+    rec = discover(tmp_path / "in")[0]
+    cfg = load_config(None, {"steps": "clean", "clean": {"chunk_s": 7.0}})
+    rows = process_recording(rec.to_dict(), input_hash(rec.path), cfg, str(tmp_path / "d"), "0.1.0")
+    assert rows[0]["status"] == "done", rows[0]["error_message"]
+    assert any("NaN" in w and "BAD_NAN" in w for w in rows[0]["warnings"])
+    out = mne.io.read_raw_edf(tmp_path / "d" / rows[0]["outputs"][0], preload=True, verbose="error")
+    nan = [(a["onset"], a["duration"]) for a in out.annotations if a["description"] == "BAD_NAN"]
+    assert nan == [(10.0, 2.5)]
+    assert np.isfinite(out.get_data()).all()

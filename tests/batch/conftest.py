@@ -37,18 +37,3 @@ def real_folder(tmp_path_factory, request):
         (root / b).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / a, root / b)
     return root
-
-
-def add_broken(root, real_edf):
-    """Add malformed files next to real ones; returns {name: expected outcome}."""
-    data = Path(real_edf).read_bytes()
-    bad = root / "broken"
-    bad.mkdir()
-    (bad / "trunc_header.edf").write_bytes(data[:100])  # header cut short: unrecoverable
-    (bad / "garbage.edf").write_bytes(os.urandom(4096))
-    (bad / "empty.fif").write_bytes(b"")
-    (bad / "nofdt.set").write_bytes((Path(real_edf).parents[1] / "lab" / "eeglab_data.set").read_bytes())
-    # Cut in the middle of the data records: MNE warns and reads the whole records (recoverable).
-    (bad / "cut_records.edf").write_bytes(data[: int(len(data) * 0.4)])
-    return {"trunc_header.edf": "failed", "garbage.edf": "failed", "empty.fif": "failed",
-            "nofdt.set": "failed", "cut_records.edf": "done"}

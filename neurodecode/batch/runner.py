@@ -274,7 +274,8 @@ def _step_configs(cfg):
     return {s: resolve_config(s, cfg) for s in cfg["steps"] + ["report"]}
 
 
-def _prepare_deriv(out, inp, cfg, version):
+def _prepare_deriv(out):
+    """Refuse a file or a foreign non-empty folder; create the folder."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"The output path {out} exists and is not a folder.")
     desc_path = out / "dataset_description.json"
@@ -290,6 +291,11 @@ def _prepare_deriv(out, inp, cfg, version):
                 "choose an empty or new folder."
             )
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_description(out, inp, cfg, version):
+    """Write dataset_description.json (under the run lock: one writer per folder)."""
+    desc_path = out / "dataset_description.json"
     text = json.dumps(_description(inp, cfg, version), indent=2, sort_keys=True) + "\n"
     if not desc_path.exists() or desc_path.read_text() != text:
         with atomic_path(desc_path, overwrite=True) as tmp:
@@ -444,8 +450,9 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
         summary.update(_counts(rows), dry_run=True, wall_s=round(time.perf_counter() - t_start, 3))
         return BatchResult(rows, 0, summary)
 
-    _prepare_deriv(out, inp, cfg, version)
+    _prepare_deriv(out)
     with _run_lock(out):
+        _write_description(out, inp, cfg, version)
         stale = cache.remove_stale_temporaries(out)
         by_file = {}
         todo = []

@@ -16,7 +16,7 @@ from neurodecode.batch import run_batch
 from neurodecode.batch.cache import input_hash
 from neurodecode.batch.config import load_config
 from neurodecode.batch.discover import discover
-from neurodecode.batch.runner import _client, _prepare_deriv, process_recording
+from neurodecode.batch.runner import _client, _prepare_deriv, _write_description, process_recording
 from neurodecode.cli import main
 
 from .conftest import tree_hashes
@@ -68,7 +68,8 @@ def test_kill_9_then_resume_gives_identical_outputs(four, tmp_path):
     # Reference: the same steps without interruption (in-process: the code the workers run).
     cfg = load_config(None, {"steps": "clean,qc"})
     ref = tmp_path / "ref"
-    _prepare_deriv(ref, four.resolve(), cfg, "0.1.0")
+    _prepare_deriv(ref)
+    _write_description(ref, four.resolve(), cfg, "0.1.0")
     for rec in discover(four.resolve()):
         process_recording(rec.to_dict(), input_hash(rec.path, rec.companions), cfg, str(ref), "0.1.0")
 

@@ -296,3 +296,14 @@ def test_nan_samples_become_bad_nan_annotations_and_a_warning(tmp_path):
     nan = [(a["onset"], a["duration"]) for a in out.annotations if a["description"] == "BAD_NAN"]
     assert nan == [(10.0, 2.5)]
     assert np.isfinite(out.get_data()).all()
+
+
+def test_one_batch_per_derivatives_folder(mixed):
+    from neurodecode.batch.runner import _run_lock
+
+    root, deriv, _, _ = mixed
+    before = tree_hashes(deriv)
+    with _run_lock(deriv):  # another run holds the folder
+        with pytest.raises(UsageError, match="Another neurodecode batch is writing to"):
+            run_batch(root, deriv, steps="clean,qc", include=["S001/*"])
+    assert tree_hashes(deriv) == before

@@ -18,6 +18,7 @@ DEFAULTS = {
     "on_error": "continue",
     "retries": 0,  # resubmissions of a file whose worker died; capped to avoid retry storms
     "include": [],  # glob patterns (relative to INPUT) restricting discovery; empty = all recordings
+    "trust_file_stat": False,  # reuse an input's content hash while its size/mtime/ctime/inode are unchanged
     "clean": {"method": "bandpass", "l_freq": 1.0, "h_freq": 40.0, "chunk_s": 60.0, "artifacts": ["emg", "eog"]},
     "qc": {"method": "auto", "window_s": 1.0, "peak": 150e-6, "flat": 1e-7, "chunk_s": 60.0},
     "report": {"psd_segments": 6, "psd_segment_s": 4.0},
@@ -25,7 +26,7 @@ DEFAULTS = {
 
 _TYPES = {
     "steps": list, "workers": int, "memory_limit": (str, int, type(None)), "scheduler": (str, type(None)),
-    "on_error": str, "retries": int, "include": list,
+    "on_error": str, "retries": int, "include": list, "trust_file_stat": bool,
 }
 
 

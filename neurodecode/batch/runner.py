@@ -456,9 +456,10 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
         stale = cache.remove_stale_temporaries(out)
         by_file = {}
         todo = []
+        memo = cache.HashMemo(out) if cfg["trust_file_stat"] else None
         for rec in recs:
             try:
-                in_hash = cache.input_hash(rec.path, rec.companions)
+                in_hash = memo.input_hash(rec) if memo else cache.input_hash(rec.path, rec.companions)
             except OSError as err:
                 by_file[rec.relpath] = [_row(rec, s, "failed", error=(type(err).__name__, f"{rec.relpath}: {err}"))
                                         for s in cfg["steps"] + ["report"]]
@@ -468,6 +469,8 @@ def run_batch(input_path, deriv, *, steps=None, config=None, workers=None, sched
                 todo.append((rec, in_hash))
             else:
                 by_file[rec.relpath] = [_cached_row(rec, s, m) for s, m in done.items()]
+        if memo:
+            memo.save()
         n_done = 0
         for rows in list(by_file.values()):
             n_done += 1

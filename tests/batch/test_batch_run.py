@@ -307,3 +307,20 @@ def test_one_batch_per_derivatives_folder(mixed):
         with pytest.raises(UsageError, match="Another neurodecode batch is writing to"):
             run_batch(root, deriv, steps="clean,qc", include=["S001/*"])
     assert tree_hashes(deriv) == before
+
+
+def test_trust_file_stat_skips_rereading_unchanged_inputs(mixed, monkeypatch):
+    from neurodecode.batch import cache
+
+    root, deriv, _, _ = mixed
+    reads = []
+    real = cache.input_hash
+    monkeypatch.setattr(cache, "input_hash", lambda p, c=(): reads.append(p) or real(p, c))
+    kw = dict(steps="clean,qc", include=["S001/*", "lab/*"], trust_file_stat=True)
+    assert {r["status"] for r in run_batch(root, deriv, **kw).rows} == {"cached"}
+    assert len(reads) == 2  # first use of the memo: both inputs read
+    assert {r["status"] for r in run_batch(root, deriv, **kw).rows} == {"cached"}
+    assert len(reads) == 2  # nothing re-read
+    (root / "lab" / "eeglab_data.fdt").touch()  # a status change: that recording is read again
+    assert {r["status"] for r in run_batch(root, deriv, **kw).rows} == {"cached"}
+    assert [Path(p).name for p in reads[2:]] == ["eeglab_data.set"]

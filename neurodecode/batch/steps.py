@@ -11,8 +11,8 @@ Built in:
     ``method="bandpass"`` (default): chunked zero-phase FIR band-pass, streamed from disk to a
     streamed EDF+ file (bounded memory). ``method="filter"|"atat"|"ica"``:
     :func:`neurodecode.artifacts.clean.clean_raw` (the same cleaning as ``neurodecode clean``;
-    it returns the cleaned recording in memory, so memory grows with the recording), written by
-    the same EDF writer.
+    its output Raw is backed by a temporary memory map for long recordings), written by the same
+    EDF writer.
 ``qc``
     ``method="hveegnet"``: :class:`neurodecode.artifacts.hveegnet.HVEEGNet` annotations;
     ``method="amplitude"``: streamed peak-to-peak checks (``BAD_peak``/``BAD_flat``);
@@ -275,7 +275,7 @@ def run_clean(ctx, config):
                 f"clean.method={config['method']!r} needs neurodecode.artifacts.clean.clean_raw, which this "
                 "installation does not have; use clean.method='bandpass'."
             ) from err
-        # clean_raw reads the recording lazily in chunks, but returns the cleaned recording in memory.
+        # clean_raw reads lazily in chunks; its output is a RawArray (memory-mapped when long).
         cleaned, info = clean_raw(raw, method=config["method"], artifacts=tuple(config["artifacts"]), progress=False,
                                   chunk_s=config["chunk_s"])
         annotations = _annotations_rel(cleaned)

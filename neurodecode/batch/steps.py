@@ -15,7 +15,8 @@ Built in:
     EDF writer.
 ``qc``
     ``method="hveegnet"``: :class:`neurodecode.artifacts.hveegnet.HVEEGNet` annotations;
-    ``method="amplitude"``: streamed peak-to-peak checks (``BAD_peak``/``BAD_flat``);
+    ``method="amplitude"``: streamed peak-to-peak checks (``BAD_peak``/``BAD_flat`` spans, and a
+    channels table naming channels bad in more than ``bad_percent`` % of the windows);
     ``method="auto"``: HVEEGNet when it is installed, otherwise amplitude (the resolved method
     is part of the cache key and of the status table).
 ``report``
@@ -128,7 +129,7 @@ def resolve_config(step, cfg):
         if c["method"] == "hveegnet":
             c = {"method": "hveegnet", "weights": _weights("hveegnet")}
         else:
-            c = {k: c[k] for k in ("method", "window_s", "peak", "flat", "chunk_s")}
+            c = {k: c[k] for k in ("method", "window_s", "peak", "flat", "bad_percent", "chunk_s")}
         return c
     if step == "report":
         return dict(cfg["report"])
@@ -313,17 +314,20 @@ def run_qc(ctx, config):
     sf = raw.info["sfreq"]
     rows = []
     summary = {"method": config["method"]}
+    outputs = {}
     if config["method"] == "amplitude":
-        from .streaming import amplitude_qc_chunks
+        from .streaming import amplitude_annotations, amplitude_qc_chunks
 
-        picks = np.array([i for i, t in enumerate(raw.get_channel_types()) if t == "eeg" or t in ("mag", "grad", "seeg", "ecog")], int)
+        types = raw.get_channel_types()
+        picks = np.array([i for i, t in enumerate(types) if t in ("eeg", "mag", "grad", "seeg", "ecog")], int)
         if not len(picks):
             raise InputFileError(f"{Path(ctx.recording).name}: no EEG/MEG/iEEG channels to check.")
         win = max(1, int(round(config["window_s"] * sf)))
-        spans, per_ch = amplitude_qc_chunks(
+        masks = amplitude_qc_chunks(
             raw, picks=picks, chunk_samples=int(round(config["chunk_s"] * sf)), window_samples=win,
             peak=config["peak"], flat=config["flat"],
         )
+        spans, bads, fractions = amplitude_annotations(masks, win, config["bad_percent"])
         names = [raw.ch_names[i] for i in picks]
         for kind, ss in spans.items():
             for s, e in ss:
@@ -331,11 +335,20 @@ def run_qc(ctx, config):
         n_win = raw.n_times // win
         summary.update(
             n_windows=int(n_win),
-            bad_fraction={k: round(sum(e - s for s, e in v) / max(1, n_win * win), 6) for k, v in spans.items()},
-            worst_channels={
-                k: [names[i] for i in np.argsort(-c, kind="stable")[:5] if c[i] > 0] for k, c in per_ch.items()
-            },
+            bad_fraction={k: round(float(sum(e - s for s, e in v) / max(1, n_win * win)), 6) for k, v in spans.items()},
+            bad_channels={k: [names[i] for i in v] for k, v in bads.items()},
         )
+        # BIDS channels.tsv conventions: one row per checked channel, status good/bad and why.
+        ch_out = ctx.out_dir / f"{ctx.base}_desc-qc_channels.tsv"
+        with atomic_path(ch_out, overwrite=True, inputs=[ctx.recording]) as tmp:
+            with open(tmp, "w") as f:
+                f.write("name\ttype\tstatus\tstatus_description\n")
+                for j, i in enumerate(picks):
+                    why = [f"{k} in {100 * fractions[k][j]:.1f}% of {config['window_s']:g} s windows"
+                           for k in ("BAD_peak", "BAD_flat") if j in bads[k]]
+                    f.write(f"{raw.ch_names[i]}\t{types[i].upper()}\t{'bad' if why else 'good'}\t"
+                            f"{'; '.join(why) or 'n/a'}\n")
+        outputs["channels"] = ch_out
     else:
         hv = importlib.import_module("neurodecode.artifacts.hveegnet")
         before = len(raw.annotations)
@@ -350,7 +363,7 @@ def run_qc(ctx, config):
             for o, d, t, ch in rows:
                 f.write(f"{o:.6f}\t{d:.6f}\t{t}\t{ch}\n")
     summary["annotations"] = _count(rows)
-    return {"main": out}, summary
+    return {"main": out, **outputs}, summary
 
 
 def run_report(ctx, config):

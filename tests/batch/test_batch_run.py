@@ -98,7 +98,10 @@ def test_inputs_untouched_and_outputs_in_bids_layout(mixed):
     eeg = deriv / "sub-S001" / "eeg"
     names = sorted(p.name for p in eeg.iterdir())
     assert names == ["sub-S001_task-S001R04_desc-clean_eeg.edf", "sub-S001_task-S001R04_desc-qc_annotations.tsv",
-                     "sub-S001_task-S001R04_report.html"]
+                     "sub-S001_task-S001R04_desc-qc_channels.tsv", "sub-S001_task-S001R04_report.html"]
+    channels = (eeg / "sub-S001_task-S001R04_desc-qc_channels.tsv").read_text().splitlines()
+    assert channels[0] == "name\ttype\tstatus\tstatus_description" and len(channels) == 65
+    assert {line.split("\t")[2] for line in channels[1:]} <= {"good", "bad"}
     assert (deriv / "sub-lab" / "eeg" / "sub-lab_task-eeglabdata_desc-clean_eeg.edf").is_file()
     assert not [p for p in deriv.rglob("*") if ".tmp-" in p.name], "temporary files left behind"
     html = (eeg / "sub-S001_task-S001R04_report.html").read_text()

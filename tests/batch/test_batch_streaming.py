@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from neurodecode.batch.edf_stream import EdfStreamWriter, physical_range, record_duration
-from neurodecode.batch.streaming import amplitude_qc_chunks, design_fir, filtered_chunks, merge_spans
+from neurodecode.batch.streaming import (amplitude_annotations, amplitude_qc_chunks, design_fir, filtered_chunks,
+                                         merge_spans)
 from neurodecode.utils import UsageError
 
 
@@ -91,15 +92,20 @@ def test_edf_writer_refuses_what_edf_cannot_hold():
     assert len(smin) <= 8 and len(smax) <= 8 and vmin <= -123.456789 and vmax >= 98765.4321
 
 
-def test_amplitude_qc_finds_peaks_and_flat_windows():
+def test_amplitude_qc_finds_peaks_and_flat_windows_and_bad_channels():
     sf = 100.0
     rng = np.random.default_rng(2)
-    data = rng.standard_normal((2, 1000)) * 10e-6
-    data[0, 250:260] += 500e-6  # window 2 has a peak
+    data = rng.standard_normal((3, 1000)) * 10e-6
+    data[0, 250:260] += 500e-6  # window 2 has a peak on channel 0
     data[1, 700:800] = 0.0  # window 7 is flat on channel 1
+    data[2, ::50] += 400e-6  # channel 2 is broken: a peak in every window
     raw = _array_raw(data, sf)
-    spans, counts = amplitude_qc_chunks(raw, picks=np.array([0, 1]), chunk_samples=333, window_samples=100,
-                                        peak=150e-6, flat=1e-7)
-    assert spans["BAD_peak"] == [(200, 300)]
-    assert spans["BAD_flat"] == [(700, 800)]
-    assert counts["BAD_peak"].tolist() == [1, 0] and counts["BAD_flat"].tolist() == [0, 1]
+    masks = amplitude_qc_chunks(raw, picks=np.array([0, 1, 2]), chunk_samples=333, window_samples=100,
+                                peak=150e-6, flat=1e-7)
+    assert masks["BAD_peak"].shape == (3, 10)
+    assert masks["BAD_peak"].sum(axis=1).tolist() == [1, 0, 10] and masks["BAD_flat"].sum(axis=1).tolist() == [0, 1, 0]
+    spans, bads, frac = amplitude_annotations(masks, 100, bad_percent=50.0)
+    # The broken channel is reported as bad, not allowed to mark every window.
+    assert bads["BAD_peak"].tolist() == [2] and bads["BAD_flat"].tolist() == []
+    assert spans["BAD_peak"] == [(200, 300)] and spans["BAD_flat"] == [(700, 800)]
+    np.testing.assert_allclose(frac["BAD_peak"], [0.1, 0.0, 1.0])

@@ -20,7 +20,7 @@ DEFAULTS = {
     "include": [],  # glob patterns (relative to INPUT) restricting discovery; empty = all recordings
     "trust_file_stat": False,  # reuse an input's content hash while its size/mtime/ctime/inode are unchanged
     "clean": {"method": "bandpass", "l_freq": 1.0, "h_freq": 40.0, "chunk_s": 60.0, "artifacts": ["emg", "eog"]},
-    "qc": {"method": "auto", "window_s": 1.0, "peak": 150e-6, "flat": 1e-7, "bad_percent": 5.0, "chunk_s": 60.0},
+    "qc": {"method": "auto", "window_s": 1.0, "peak": 500e-6, "flat": 1e-7, "bad_percent": 5.0, "chunk_s": 60.0},
     "report": {"psd_segments": 6, "psd_segment_s": 4.0},
 }
 

@@ -1,0 +1,342 @@
+"""Run a segment denoiser over a whole multichannel recording, chunk by chunk.
+
+How a recording is cleaned (per EEG channel):
+
+1. A chunk of ``chunk_s`` seconds is read (plus a margin on each side, so that filters and
+   windows see context; margins are discarded), so memory stays bounded on recordings of any
+   length: peak use is a few chunks, and outputs larger than ``MEMMAP_BYTES`` live in a temporary
+   memory-mapped file (unlinked at once, freed with the Raw).
+2. The chunk is high-passed at the model's ``l_freq`` (what lies below is never touched), resampled
+   to the model's rate, cut into windows of the model's length with 50 % overlap, each scaled to
+   unit std (the EEGdenoiseNet normalisation), denoised, scaled back and overlap-added with
+   ``sin^2`` weights (which sum to one).
+3. The *removed* signal is resampled back to the recording's rate and subtracted from the
+   original samples; the output has the original rate, length and channels.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import tempfile
+from fractions import Fraction
+
+import numpy as np
+
+from ..utils import InputFileError, UsageError
+
+__all__ = ["denoise_array", "apply_denoiser", "iter_chunks", "OutputBuffer", "spans_from_mask", "MEMMAP_BYTES",
+           "MIN_SFREQ"]
+
+MEMMAP_BYTES = 256 * 1024**2
+MIN_SFREQ = {"emg": 100.0, "eog": 50.0}
+
+
+# ------------------------------------------------------------------------------------------------
+def _ratio(src, dst):
+    frac = Fraction(float(dst) / float(src)).limit_denominator(1000)
+    return frac.numerator, frac.denominator
+
+
+def _resample(x, src, dst):
+    from scipy.signal import resample_poly
+
+    if src == dst:
+        return x
+    up, down = _ratio(src, dst)
+    return resample_poly(x, up, down, axis=-1)
+
+
+def _highpass(x, sfreq, l_freq):
+    from scipy.signal import butter, sosfiltfilt
+
+    if not l_freq:
+        return x
+    sos = butter(4, l_freq, btype="highpass", fs=sfreq, output="sos")
+    return sosfiltfilt(sos, x, axis=-1)
+
+
+def _denoise_rows(model, sig, gated=True):
+    """Overlap-add denoising of rows at the model's rate.
+
+    Parameters
+    ----------
+    sig : ndarray, shape (n_rows, n) at ``model.sfreq``
+
+    Returns
+    -------
+    removed : ndarray, shape (n_rows, n)
+        What the model removed (input minus output).
+    gated_frac : ndarray, shape (n_rows,)
+        Fraction of windows in which the gate applied the transformer (1 for ungated models).
+    """
+    win = model.n_times
+    hop = win // 2
+    n_rows, n = sig.shape
+    n_win = int(np.ceil((n + hop) / hop))
+    total = (n_win + 1) * hop
+    pad = np.zeros((n_rows, total))
+    pad[:, hop : hop + n] = sig
+    # reflect into the padding so edge windows see signal, not zeros
+    left = sig[:, 1 : hop + 1][:, ::-1]
+    pad[:, hop - left.shape[1] : hop] = left
+    right = sig[:, -hop - 1 : -1][:, ::-1]
+    k = min(right.shape[1], total - hop - n)
+    pad[:, hop + n : hop + n + k] = right[:, :k]
+    starts = np.arange(n_win) * hop
+    idx = starts[:, None] + np.arange(win)[None]
+    W = pad[:, idx]  # (n_rows, n_win, win)
+    flat = W.reshape(-1, win)
+    mu = flat.mean(-1, keepdims=True)
+    sd = flat.std(-1, keepdims=True)
+    live = sd[:, 0] > 0
+    out = flat.copy()
+    gate_hits = np.zeros(len(flat), bool)
+    if live.any():
+        norm = ((flat[live] - mu[live]) / sd[live]).astype(np.float32)
+        if hasattr(model, "net") and gated:
+            import torch
+
+            with torch.no_grad():
+                den, hits = [], []
+                for i in range(0, len(norm), 1024):
+                    o, g = model.net.gated(torch.from_numpy(norm[i : i + 1024]))
+                    den.append(o.numpy())
+                    hits.append(g.any(1).numpy())
+            den = np.concatenate(den)
+            gate_hits[live] = np.concatenate(hits)
+        else:
+            den = model.denoise_normalised(norm, gated=gated)
+            gate_hits[live] = True
+        out[live] = den.astype(np.float64) * sd[live] + mu[live]
+    removed_w = (flat - out).reshape(n_rows, n_win, win)
+    w = np.sin(np.pi * (np.arange(win) + 0.5) / win) ** 2
+    acc = np.zeros((n_rows, total))
+    for j, s in enumerate(starts):
+        acc[:, s : s + win] += removed_w[:, j] * w
+    return acc[:, hop : hop + n], gate_hits.reshape(n_rows, n_win).mean(1)
+
+
+def denoise_array(model, x, sfreq, *, gated=True, highpass=True):
+    """Denoise rows of ``x`` (n_rows, n_times) at ``sfreq``; returns the cleaned array, same shape."""
+    x = np.asarray(x, np.float64)
+    if x.shape[-1] < 2:
+        return x.copy()
+    hp = _highpass(x, sfreq, model.l_freq) if highpass else x
+    sig = _resample(hp, sfreq, model.sfreq)
+    if sig.shape[-1] < model.n_times // 2:
+        raise UsageError(
+            f"segments are too short: {x.shape[-1] / sfreq:.2f} s, the model needs at least "
+            f"{model.n_times / 2 / model.sfreq:.2f} s."
+        )
+    removed, _ = _denoise_rows(model, sig, gated)
+    back = _resample(removed, model.sfreq, sfreq)
+    back = _fit_length(back, x.shape[-1])
+    return x - back
+
+
+def _fit_length(a, n):
+    if a.shape[-1] >= n:
+        return a[..., :n]
+    return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, n - a.shape[-1])])
+
+
+# ------------------------------------------------------------------------------------------------
+class OutputBuffer:
+    """A float64 (n_chans, n_times) array in memory, or in an unlinked memory-mapped temp file when
+    larger than ``MEMMAP_BYTES``; :meth:`release` drops written pages from memory (they stay on disk)."""
+
+    def __init__(self, n_chans, n_times, tmp_dir=None):
+        nbytes = n_chans * n_times * 8
+        self._mm = None
+        if nbytes <= MEMMAP_BYTES:
+            self.array = np.empty((n_chans, n_times))
+            return
+        fd, name = tempfile.mkstemp(prefix="neurodecode-clean-", suffix=".f64", dir=tmp_dir)
+        try:
+            os.ftruncate(fd, nbytes)
+            self._mm = mmap.mmap(fd, nbytes)
+        finally:
+            os.close(fd)
+            os.unlink(name)  # the mapping keeps the file alive; nothing is left behind on exit
+        self.array = np.ndarray((n_chans, n_times), dtype=np.float64, buffer=self._mm)
+
+    def release(self):
+        if self._mm is not None and hasattr(self._mm, "madvise"):
+            self._mm.flush()
+            self._mm.madvise(mmap.MADV_DONTNEED)
+
+
+def iter_chunks(n_times, sfreq, chunk_s, margin_s):
+    """Yield ``(start, stop, a, b)``: the kept span [start, stop) and the read span [a, b) with margins."""
+    step = max(1, int(round(chunk_s * sfreq)))
+    margin = int(round(margin_s * sfreq))
+    for start in range(0, n_times, step):
+        stop = min(n_times, start + step)
+        yield start, stop, max(0, start - margin), min(n_times, stop + margin)
+
+
+def spans_from_mask(mask, sfreq, first_time=0.0):
+    """Onsets and durations (s) of the True runs of a boolean sample mask."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
+    on, off = edges[::2], edges[1::2]
+    return on / sfreq + first_time, (off - on) / sfreq
+
+
+def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
+    """Raise a one-sentence error for recordings the denoisers cannot take."""
+    sf = raw.info["sfreq"]
+    name = raw.filenames[0] if raw.filenames and raw.filenames[0] else what
+    if len(picks) == 0:
+        raise InputFileError(f"{name}: no EEG channels to clean (channel types: {sorted(set(raw.get_channel_types()))}).")
+    if sf < min_sfreq:
+        raise InputFileError(
+            f"{name}: sampling rate {sf:g} Hz is below the {min_sfreq:g} Hz this cleaning needs; "
+            "choose --method filter or --artifacts eog."
+        )
+    if raw.n_times < min_seconds * sf:
+        raise InputFileError(
+            f"{name}: only {raw.n_times / sf:.2f} s of data; at least {min_seconds:g} s (one window) is needed."
+        )
+
+
+def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
+                   edit_ratio=0.3, bad_ratio=0.9, problems=None):
+    """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
+
+    Parameters
+    ----------
+    models : ATAT | list of ATAT
+        Applied in order on each chunk (e.g. EOG first, then EMG).
+    raw : mne.io.BaseRaw
+        Any length; read lazily if not preloaded. Channels in ``info['bads']`` are left as they are.
+    picks : str | list
+        Channels to clean (default all EEG channels).
+    chunk_s, margin_s : float
+        Chunk length and context margin in seconds.
+    edit_ratio, bad_ratio : float
+        A 1 s span is annotated ``EDITED_<ART>`` when, on any channel, the removed signal's RMS exceeds
+        ``edit_ratio`` x the (high-passed) input's RMS there, and ``BAD_<ART>`` (beyond repair) when it
+        exceeds ``bad_ratio`` x (the artifact dominated so much that little of the EEG was left).
+
+    Returns
+    -------
+    cleaned : mne.io.RawArray
+        A new Raw (input untouched) with the annotations added and provenance in
+        ``info['description']``.
+    summary : dict
+        Per-channel removed RMS, annotated spans, gate use, timings.
+    """
+    import time
+
+    import mne
+
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
+    t0 = time.time()
+    sf = raw.info["sfreq"]
+    pick_idx = mne.pick_types(raw.info, eeg=True, exclude="bads") if picks == "eeg" else \
+        mne.pick_channels(raw.ch_names, list(picks), exclude=list(raw.info["bads"]))
+    pick_idx = np.asarray(pick_idx, int)
+    min_sf = max(MIN_SFREQ.get(m.artifact, 50.0) for m in models)
+    check_recording(raw, pick_idx, min_sf, max(m.n_times / m.sfreq for m in models))
+    n_ch, n_t = len(raw.ch_names), raw.n_times
+    buf = OutputBuffer(n_ch, n_t, tmp_dir)
+    n_bins = int(np.ceil(n_t / sf))
+    ratio_bins = {m.artifact: np.zeros(n_bins) for m in models}
+    removed_ss = {m.artifact: np.zeros(len(pick_idx)) for m in models}
+    gate = {m.artifact: [] for m in models}
+    ptp = np.zeros(len(pick_idx))
+    chunks = list(iter_chunks(n_t, sf, chunk_s, margin_s))
+    it = chunks
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(chunks, desc="cleaning", unit="chunk")
+    fname = raw.filenames[0] if raw.filenames and raw.filenames[0] else "the recording"
+    for start, stop, a, b in it:
+        data = raw.get_data(start=a, stop=b)
+        if not np.isfinite(data).all():
+            bad = np.flatnonzero(~np.isfinite(data).all(1))
+            t_bad = (a + int(np.argmax(~np.isfinite(data[bad[0]])))) / sf
+            raise InputFileError(
+                f"{fname}: channel {raw.ch_names[bad[0]]} has NaN or infinite samples (first at {t_bad:.2f} s); "
+                "repair or mark the channel bad before cleaning."
+            )
+        eeg = data[pick_idx]
+        ptp = np.maximum(ptp, np.ptp(eeg, axis=1))
+        k0, k1 = start - a, stop - a
+        for m in models:
+            hp = _highpass(eeg, sf, m.l_freq)
+            sig = _resample(hp, sf, m.sfreq)
+            removed, gfrac = _denoise_rows(m, sig)
+            back = _fit_length(_resample(removed, m.sfreq, sf), eeg.shape[1])
+            eeg = eeg - back
+            gate[m.artifact].append(float(gfrac.mean()))
+            kept_r, kept_h = back[:, k0:k1], hp[:, k0:k1]
+            removed_ss[m.artifact] += (kept_r**2).sum(1)
+            # 1 s bins: worst channel's removed/input RMS ratio
+            s = int(round(sf))
+            for j in range(start // s, int(np.ceil(stop / s))):
+                lo, hi = max(j * s, start) - start, min((j + 1) * s, stop) - start
+                if hi <= lo:
+                    continue
+                r = np.sqrt((kept_r[:, lo:hi] ** 2).mean(1) / np.maximum((kept_h[:, lo:hi] ** 2).mean(1), 1e-30))
+                ratio_bins[m.artifact][j] = max(ratio_bins[m.artifact][j], float(r.max()))
+        data[pick_idx] = eeg
+        buf.array[:, start:stop] = data[:, k0:k1]
+        buf.release()
+    flat = [raw.ch_names[pick_idx[i]] for i in np.flatnonzero(ptp == 0)]
+    if flat:
+        raise InputFileError(
+            f"{fname}: channel(s) {', '.join(flat)} are flat (constant) over the whole recording; "
+            "mark them bad (info['bads']) or drop them before cleaning."
+        )
+    info = raw.info.copy()
+    cleaned = mne.io.RawArray(buf.array, info, first_samp=raw.first_samp, copy=None, verbose="error")
+    cleaned._neurodecode_buffer = buf  # keep the mapping alive as long as the Raw
+    cleaned.set_annotations(raw.annotations.copy())
+    onsets, durs, descs = [], [], []
+    spans = {}
+    for art, rb in ratio_bins.items():
+        for label, lo, hi in ((f"EDITED_{art.upper()}", edit_ratio, bad_ratio), (f"BAD_{art.upper()}", bad_ratio, np.inf)):
+            mask = (rb > lo) & (rb <= hi)
+            on, du = spans_from_mask(mask, 1.0)
+            du = np.minimum(du, n_t / sf - on)
+            onsets += list(on)
+            durs += list(du)
+            descs += [label] * len(on)
+            spans[label] = float(du.sum())
+    if onsets:
+        # with a measurement date, onsets count from it (the data start at first_time); without, from 0
+        base = cleaned.first_time if cleaned.annotations.orig_time is not None else 0.0
+        cleaned.annotations.append(np.asarray(onsets) + base, durs, descs)
+    summary = {
+        "method": "atat",
+        "artifacts": [m.artifact for m in models],
+        "n_channels_cleaned": int(len(pick_idx)),
+        "duration_s": n_t / sf,
+        "seconds": round(time.time() - t0, 3),
+        "removed_rms_uv": {art: {raw.ch_names[pick_idx[i]]: float(np.sqrt(v / n_t) * 1e6)
+                                 for i, v in enumerate(ss)} for art, ss in removed_ss.items()},
+        "annotated_seconds": spans,
+        "n_annotations_added": len(onsets),
+        "gate_fraction": {art: float(np.mean(g)) if g else 0.0 for art, g in gate.items()},
+        "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "n_parameters": m.n_parameters()}
+                   for m in models if hasattr(m, "net")],
+        "problems": list(problems or []),
+    }
+    add_provenance(cleaned, summary)
+    return cleaned, summary
+
+
+def add_provenance(raw, summary):
+    """Append a one-line JSON provenance record to ``raw.info['description']``."""
+    from .. import __version__
+
+    keep = {k: summary[k] for k in ("method", "artifacts", "n_channels_cleaned", "models", "settings")
+            if k in summary}
+    line = "neurodecode " + __version__ + " clean: " + json.dumps(keep, sort_keys=True)
+    old = raw.info["description"]
+    with raw.info._unlock():
+        raw.info["description"] = f"{old}\n{line}" if old else line

@@ -1,0 +1,780 @@
+"""hvEEGNet: hierarchical VAE for high-fidelity EEG reconstruction, used for quality control.
+
+Cisotto, Zancanaro, Zoppis & Manzoni, "hvEEGNet: a novel deep learning model for high-fidelity
+EEG reconstruction" (Front. Neuroinform. 2024; arXiv 2312.00799). Written from the paper's
+description and the notes in ``shared/research/artifact_anchors.md`` (section 1.2).
+
+Model
+-----
+The encoder is EEGNet cut into three cells (temporal conv -> depthwise spatial conv ->
+separable conv + pooling). Each cell's output feeds one latent level, so there are three
+latent spaces (NVAE-style): the deepest one has a standard normal prior; the two upper ones
+have a prior predicted by the decoder from the level below, and a posterior that shifts that
+prior using the encoder's features ("residual" parametrisation, KL in closed form). The
+decoder mirrors the encoder with transposed convolutions. ``hierarchical=False`` keeps only
+the deepest latent: that is the plain vEEGNet ablation.
+
+Loss: soft-DTW between each channel of the input and of the reconstruction (1-D sequences),
+summed over channels and averaged over the batch, plus the sum of the KL terms
+(``alpha * recon + beta * KL``, alpha = beta = 1 in the paper).
+
+Quality control
+---------------
+``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz), and for
+each window and channel computes the soft-DTW reconstruction error per sample. Each channel's
+error is standardised by its median and inter-quartile range on clean training windows, and
+the window's score is the largest standardised channel error (one bad channel is enough to
+flag a window). ``annotate`` marks windows whose score exceeds a threshold set to a quantile
+(``threshold_quantile``, 0.99 in the shipped weights) of the scores of clean training windows.
+
+Channel-set policy
+------------------
+The model was trained on a fixed list of scalp channels (``ch_names``; the shipped weights use
+19 channels of the 10-20 system). A recording's EEG channels are matched to it by name,
+case-insensitively, ignoring a trailing ``.``, an ``EEG`` prefix and a reference suffix
+(``-REF``, ``-LE``, ...), and with the old 10-20 names T3/T4/T5/T6 read as T7/T8/P7/P8. Extra
+channels are ignored; channel order does not matter. Channels in ``info['bads']`` count as
+missing. With ``missing="raise"`` (default) a missing channel is an error that lists what is
+missing and what the file has; with ``missing="interpolate"`` up to ``max_interpolated``
+missing channels are filled by spherical-spline interpolation from the standard 10-05 montage
+positions (the result says which ones). Nothing is matched by position alone.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils import InputFileError, UsageError, check_option, record_warning
+from .soft_dtw import soft_dtw
+
+logger = logging.getLogger("neurodecode")
+
+__all__ = ["HVEEGNet", "QCScores", "match_channels", "CHANNELS_1020"]
+
+CHANNELS_1020 = (
+    "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
+    "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "O2",
+)
+_ALIASES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
+_REF_SUFFIXES = ("-REF", "-LE", "-RE", "-AVG", "-AR", "-A1", "-A2", "-M1", "-M2", "-CZ")
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "hveegnet_eegmmidb.safetensors"
+BAD_DESCRIPTION = "BAD_hveegnet"
+
+
+def _norm_name(name):
+    n = name.strip().rstrip(".").upper()
+    if n.startswith("EEG "):
+        n = n[4:].strip()
+    for suf in _REF_SUFFIXES:
+        if n.endswith(suf):
+            n = n[: -len(suf)]
+            break
+    return _ALIASES.get(n, n)
+
+
+def match_channels(info, ch_names, *, missing="raise", max_interpolated=3, source="the recording"):
+    """Map the model's channels onto a recording's channels by name.
+
+    Parameters
+    ----------
+    info : mne.Info
+        The recording's measurement info (only EEG channels are considered).
+    ch_names : sequence of str
+        The model's channels, in model order.
+    missing : "raise" | "interpolate"
+        What to do about model channels absent from (or bad in) the recording.
+    max_interpolated : int
+        Most channels that may be interpolated.
+    source : str
+        Name of the recording in error messages.
+
+    Returns
+    -------
+    picks : list of int | None
+        For each model channel, the index in ``info['ch_names']``, or ``None`` when it is to be
+        interpolated.
+    interpolated : list of str
+        Model channel names that will be interpolated.
+    """
+    import mne
+
+    check_option("missing", missing, ("raise", "interpolate"))
+    eeg = mne.pick_types(info, eeg=True, exclude=[])
+    by_name = {}
+    for idx in eeg:
+        key = _norm_name(info["ch_names"][idx])
+        if key in by_name:
+            raise InputFileError(
+                f"{source}: channels {info['ch_names'][by_name[key]]!r} and {info['ch_names'][idx]!r} "
+                "both match the same model channel; drop one before quality control."
+            )
+        by_name[key] = idx
+    picks, absent, bad = [], [], []
+    for name in ch_names:
+        idx = by_name.get(_norm_name(name))
+        if idx is not None and info["ch_names"][idx] in info["bads"]:
+            bad.append(name)
+            idx = None
+        elif idx is None:
+            absent.append(name)
+        picks.append(idx)
+    lost = absent + bad
+    if not lost:
+        return picks, []
+    what = ", ".join(absent) + (" (absent)" if absent else "")
+    if bad:
+        what += ("; " if absent else "") + ", ".join(bad) + " (marked bad)"
+    have = ", ".join(info["ch_names"][i] for i in eeg) or "no EEG channels"
+    if missing == "raise":
+        raise InputFileError(
+            f"{source}: the hvEEGNet model needs the EEG channels {', '.join(ch_names)}; missing: {what}. "
+            f"The file has: {have}. Rename the channels, or pass missing='interpolate' "
+            f"(--interpolate-missing) to fill up to {max_interpolated} of them from the 10-05 montage."
+        )
+    if len(lost) > max_interpolated:
+        raise InputFileError(
+            f"{source}: {len(lost)} of the model's channels are missing ({what}); at most "
+            f"{max_interpolated} may be interpolated. The file has: {have}."
+        )
+    return picks, lost
+
+
+def _interp_matrix(ch_names, interpolated):
+    """Spherical-spline weights (n_interp, n_known) from the standard 10-05 positions."""
+    import mne
+
+    from ..io._read import _standard_montage_name
+
+    info = mne.create_info(list(ch_names), 100.0, "eeg")
+    info.set_montage(mne.channels.make_standard_montage(_standard_montage_name()), match_case=False, verbose="error")
+    info["bads"] = list(interpolated)
+    raw = mne.io.RawArray(np.eye(len(ch_names)), info, verbose="error")
+    raw.interpolate_bads(reset_bads=True, verbose="error", origin=(0.0, 0.0, 0.04))
+    # column j of the result is what channel j's unit impulse becomes; rows of the
+    # interpolated channels give their weights on the known ones
+    out = raw.get_data()
+    known = [i for i, n in enumerate(ch_names) if n not in interpolated]
+    rows = [i for i, n in enumerate(ch_names) if n in interpolated]
+    return out[np.ix_(rows, known)], rows, known
+
+
+@dataclass
+class QCScores:
+    """Per-window quality scores of one recording (or one Epochs object).
+
+    Attributes
+    ----------
+    onsets : ndarray, shape (n_windows,)
+        Window start in seconds from the first sample (Raw), or the epoch index (Epochs).
+    durations : ndarray, shape (n_windows,)
+        Window length in seconds.
+    scores : ndarray, shape (n_windows,)
+        Anomaly score (largest standardised channel error); above ``threshold`` is flagged.
+    channel_errors : ndarray, shape (n_windows, n_chans)
+        Soft-DTW reconstruction error per sample (uV^2) for each model channel.
+    channel_scores : ndarray, shape (n_windows, n_chans)
+        ``channel_errors`` standardised by the clean-training median and IQR of each channel.
+    ch_names : list of str
+        Model channel names (columns of the two arrays above).
+    threshold : float
+        Threshold used by :meth:`HVEEGNet.annotate`.
+    interpolated : list of str
+        Model channels filled by interpolation (empty unless asked for).
+    """
+
+    onsets: np.ndarray
+    durations: np.ndarray
+    scores: np.ndarray
+    channel_errors: np.ndarray
+    channel_scores: np.ndarray
+    ch_names: list
+    threshold: float
+    interpolated: list = field(default_factory=list)
+
+    @property
+    def flagged(self):
+        """Boolean mask of windows above the threshold, shape (n_windows,)."""
+        return self.scores > self.threshold
+
+    def summary(self, n_worst=3):
+        """Share of windows flagged and the channels most often worst in flagged windows."""
+        flagged = self.flagged
+        worst = []
+        if flagged.any():
+            counts = np.bincount(self.channel_scores[flagged].argmax(1), minlength=len(self.ch_names))
+            order = np.argsort(counts)[::-1][:n_worst]
+            worst = [(self.ch_names[i], int(counts[i])) for i in order if counts[i] > 0]
+        return {
+            "n_windows": int(len(self.scores)),
+            "n_flagged": int(flagged.sum()),
+            "fraction_flagged": float(flagged.mean()) if len(flagged) else 0.0,
+            "worst_channels": worst,
+            "threshold": float(self.threshold),
+        }
+
+
+class _Cell(nn.Sequential):
+    pass
+
+
+class HVEEGNet(nn.Module):
+    """Hierarchical VAE on EEGNet blocks (hvEEGNet), with QC scoring on Raw/Epochs.
+
+    Parameters
+    ----------
+    n_chans : int
+        Number of EEG channels C.
+    n_times : int
+        Window length T in samples (at ``sfreq``).
+    sfreq : float
+        Sampling rate the model runs at; recordings are resampled to it.
+    ch_names : sequence of str | None
+        Model channel names (default: the 19 channels of :data:`CHANNELS_1020`).
+    F1, D, F2 : int
+        EEGNet widths: temporal filters, depth multiplier of the spatial conv, separable filters.
+    kernel_length : int
+        Temporal kernel (samples); ``sfreq / 4`` as in EEGNet (64 at 250 Hz in the paper).
+    separable_kernel : int
+        Kernel of the separable conv (16 in the paper).
+    pool : int
+        Temporal pooling after the separable conv (T must be divisible by it).
+    latent_channels : tuple of 3 int
+        Latent maps at levels 1 (after the temporal conv, one per channel and time),
+        2 (after the spatial conv) and 3 (deepest, after pooling).
+    hierarchical : bool
+        ``False`` keeps only the deepest latent level (the vEEGNet ablation).
+    dropout : float
+        Dropout in the encoder (0.5 in the paper).
+    gamma : float
+        Soft-DTW smoothing.
+    alpha, beta : float
+        Weights of the reconstruction and KL terms.
+    input_scale_uv : float
+        Inputs (in uV, demeaned per window) are divided by this before the network and
+        outputs multiplied back, so the loss stays in uV as in the paper.
+    threshold_quantile : float
+        Quantile of clean-training scores used as the annotation threshold.
+    """
+
+    def __init__(
+        self,
+        n_chans=19,
+        n_times=128,
+        sfreq=128.0,
+        ch_names=None,
+        F1=8,
+        D=2,
+        F2=16,
+        kernel_length=33,
+        separable_kernel=15,
+        pool=4,
+        latent_channels=(2, 8, 16),
+        hierarchical=True,
+        dropout=0.5,
+        gamma=1.0,
+        alpha=1.0,
+        beta=1.0,
+        input_scale_uv=20.0,
+        threshold_quantile=0.99,
+    ):
+        super().__init__()
+        ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
+        if len(ch_names) != n_chans:
+            raise UsageError(f"HVEEGNet: ch_names has {len(ch_names)} names but n_chans is {n_chans}.")
+        if n_times % pool:
+            raise UsageError(f"HVEEGNet: n_times ({n_times}) must be divisible by pool ({pool}).")
+        self.config = dict(
+            n_chans=n_chans, n_times=n_times, sfreq=float(sfreq), ch_names=ch_names, F1=F1, D=D, F2=F2,
+            kernel_length=kernel_length, separable_kernel=separable_kernel, pool=pool,
+            latent_channels=list(latent_channels), hierarchical=bool(hierarchical), dropout=dropout,
+            gamma=gamma, alpha=alpha, beta=beta, input_scale_uv=input_scale_uv,
+            threshold_quantile=threshold_quantile,
+        )
+        self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
+        self.hierarchical = bool(hierarchical)
+        self.gamma, self.alpha, self.beta = gamma, alpha, beta
+        F = F1 * D
+        L1, L2, L3 = latent_channels
+        same = "same"
+        # encoder: three EEGNet cells
+        self.enc1 = nn.Sequential(nn.Conv2d(1, F1, (1, kernel_length), padding=(0, kernel_length // 2), bias=False), nn.BatchNorm2d(F1))
+        self.enc2 = nn.Sequential(
+            nn.Conv2d(F1, F, (n_chans, 1), groups=F1, bias=False), nn.BatchNorm2d(F), nn.ELU(), nn.Dropout2d(dropout)
+        )
+        self.enc3 = nn.Sequential(
+            nn.Conv2d(F, F, (1, separable_kernel), padding=(0, separable_kernel // 2), groups=F, bias=False),
+            nn.Conv2d(F, F2, 1, bias=False), nn.BatchNorm2d(F2), nn.ELU(),
+            nn.AvgPool2d((1, pool)), nn.Dropout2d(dropout),
+        )
+        # deepest latent: posterior from the encoder, prior N(0, I)
+        self.q3 = nn.Conv2d(F2, 2 * L3, 1)
+        # decoder mirrors the encoder
+        self.dec3 = nn.Sequential(
+            nn.Conv2d(L3, F2, 1, bias=False), nn.Upsample(scale_factor=(1, pool)),
+            nn.ConvTranspose2d(F2, F, 1, bias=False),
+            nn.ConvTranspose2d(F, F, (1, separable_kernel), padding=(0, (separable_kernel - 1) // 2), groups=F, bias=False),
+            nn.BatchNorm2d(F), nn.ELU(),
+        )
+        if self.hierarchical:
+            self.p2, self.q2 = nn.Conv2d(F, 2 * L2, 1), nn.Conv2d(2 * F, 2 * L2, 1)
+            self.z2_in = nn.Conv2d(L2, F, 1)
+        self.dec2 = nn.Sequential(nn.ConvTranspose2d(F, F1, (n_chans, 1), groups=F1, bias=False), nn.BatchNorm2d(F1), nn.ELU())
+        if self.hierarchical:
+            self.p1, self.q1 = nn.Conv2d(F1, 2 * L1, 1), nn.Conv2d(2 * F1, 2 * L1, 1)
+            self.z1_in = nn.Conv2d(L1, F1, 1)
+        # stride-1 transposed convs give T + (k + 1) % 2 samples with this padding; cropped to T
+        self.final_layer = nn.ConvTranspose2d(F1, 1, (1, kernel_length), padding=(0, (kernel_length - 1) // 2), bias=False)
+        # calibration, filled by ``calibrate`` and saved with the weights
+        self.register_buffer("channel_median", torch.zeros(n_chans))
+        self.register_buffer("channel_iqr", torch.ones(n_chans))
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+        self.input_scale_uv = float(input_scale_uv)
+        self.threshold_quantile = float(threshold_quantile)
+
+    # ------------------------------------------------------------------ network
+    @staticmethod
+    def _sample(mu, logvar, sample):
+        if not sample:
+            return mu
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def forward(self, x, sample=None):
+        """Reconstruct windows.
+
+        Parameters
+        ----------
+        x : Tensor, shape (batch, n_chans, n_times)
+            Windows in uV, demeaned per channel.
+        sample : bool | None
+            Draw latents from the posterior (default: only in training mode); otherwise use
+            the posterior means, which makes scoring deterministic.
+
+        Returns
+        -------
+        recon : Tensor, shape (batch, n_chans, n_times)
+        kl : list of Tensor, each shape (batch,)
+            KL term of each latent level (deepest first).
+        """
+        sample = self.training if sample is None else sample
+        h = x[:, None] / self.input_scale_uv
+        h1 = self.enc1(h)  # (B, F1, C, T)
+        h2 = self.enc2(h1)  # (B, F, 1, T)
+        h3 = self.enc3(h2)  # (B, F2, 1, T/pool)
+        mu3, lv3 = self.q3(h3).chunk(2, dim=1)
+        lv3 = lv3.clamp(-12, 8)
+        kl = [0.5 * (mu3.pow(2) + lv3.exp() - 1 - lv3).flatten(1).sum(1)]
+        d = self.dec3(self._sample(mu3, lv3, sample))[..., : self.n_times]  # (B, F, 1, T)
+        if self.hierarchical:
+            d, k2 = self._residual_level(d, h2, self.p2, self.q2, self.z2_in, sample)
+            kl.append(k2)
+        d = self.dec2(d)  # (B, F1, C, T)
+        if self.hierarchical:
+            d, k1 = self._residual_level(d, h1, self.p1, self.q1, self.z1_in, sample)
+            kl.append(k1)
+        recon = self.final_layer(d)[:, 0, :, : self.n_times] * self.input_scale_uv
+        return recon, kl
+
+    def _residual_level(self, d, h, prior_net, post_net, z_in, sample):
+        """One upper latent level: prior from the decoder, posterior = prior shifted by the encoder."""
+        mu_p, lv_p = prior_net(d).chunk(2, dim=1)
+        dmu, dlv = post_net(torch.cat((h, d), dim=1)).chunk(2, dim=1)
+        lv_p, dlv = lv_p.clamp(-12, 8), dlv.clamp(-12, 8)
+        # KL(N(mu_p + dmu, s_p^2 e^dlv) || N(mu_p, s_p^2)) in closed form (NVAE eq. 2)
+        kl = 0.5 * (dmu.pow(2) / lv_p.exp() + dlv.exp() - 1 - dlv).flatten(1).sum(1)
+        z = self._sample(mu_p + dmu, lv_p + dlv, sample)
+        return d + z_in(z), kl
+
+    def loss(self, x, recon_loss="soft_dtw"):
+        """Paper loss: ``alpha * soft-DTW per channel (summed) + beta * sum of KL``, batch mean.
+
+        Parameters
+        ----------
+        x : Tensor, shape (batch, n_chans, n_times)
+        recon_loss : "soft_dtw" | "sse"
+            ``"sse"`` (sum of squared errors, the soft-DTW of the diagonal alignment only) is a
+            cheap O(T) stand-in used for warm-up epochs; it is an upper bound of the hard DTW cost.
+
+        Returns
+        -------
+        total, recon, kl : Tensor (scalars)
+        """
+        check_option("recon_loss", recon_loss, ("soft_dtw", "sse"))
+        recon_x, kl = self(x)
+        b, c, t = x.shape
+        if recon_loss == "sse":
+            rec = (x - recon_x).pow(2).sum((1, 2)).mean()
+        else:
+            rec = soft_dtw(x.reshape(b * c, t), recon_x.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
+        kl_total = torch.stack(kl).sum(0).mean()
+        return self.alpha * rec + self.beta * kl_total, rec, kl_total
+
+    @torch.no_grad()
+    def channel_errors(self, windows, batch_size=64):
+        """Soft-DTW reconstruction error per sample for each window and channel.
+
+        Parameters
+        ----------
+        windows : ndarray or Tensor, shape (n_windows, n_chans, n_times), uV, demeaned
+
+        Returns
+        -------
+        errors : ndarray, shape (n_windows, n_chans)
+        recon : ndarray, shape (n_windows, n_chans, n_times)
+        """
+        was = self.training
+        self.eval()
+        errs, recs = [], []
+        try:
+            for i in range(0, len(windows), batch_size):
+                x = torch.as_tensor(np.asarray(windows[i:i + batch_size]), dtype=torch.float32)
+                r, _ = self(x, sample=False)
+                b, c, t = x.shape
+                e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
+                errs.append(e.numpy())
+                recs.append(r.numpy())
+        finally:
+            self.train(was)
+        if not errs:
+            return np.zeros((0, self.n_chans)), np.zeros((0, self.n_chans, self.n_times))
+        return np.concatenate(errs), np.concatenate(recs)
+
+    def _standardise(self, errors):
+        med = self.channel_median.numpy()
+        iqr = self.channel_iqr.numpy()
+        return (errors - med) / iqr
+
+    def calibrate(self, windows, batch_size=64):
+        """Set the per-channel statistics and the threshold from clean windows.
+
+        Parameters
+        ----------
+        windows : ndarray, shape (n_windows, n_chans, n_times)
+            Clean training windows (uV, demeaned), as made by :meth:`windows_from_array`.
+
+        Returns
+        -------
+        self
+        """
+        errors, _ = self.channel_errors(windows, batch_size)
+        q25, med, q75 = np.percentile(errors, [25, 50, 75], axis=0)
+        self.channel_median.copy_(torch.as_tensor(med, dtype=torch.float32))
+        self.channel_iqr.copy_(torch.as_tensor(np.maximum(q75 - q25, 1e-6), dtype=torch.float32))
+        scores = self._standardise(errors).max(1)
+        self.threshold.copy_(torch.tensor(float(np.quantile(scores, self.threshold_quantile))))
+        return self
+
+    # ------------------------------------------------------------------ data
+    def _rate_fraction(self, sfreq):
+        if abs(sfreq - self.sfreq) < 1e-6:
+            return Fraction(1, 1)
+        return Fraction(self.sfreq / sfreq).limit_denominator(1000)
+
+    def _to_model_rate(self, data, sfreq):
+        """(C, n) at ``sfreq`` -> (C, m) at the model's rate (polyphase, anti-aliased)."""
+        if abs(sfreq - self.sfreq) < 1e-6:
+            return data
+        from scipy.signal import resample_poly
+
+        frac = self._rate_fraction(sfreq)
+        return resample_poly(data, frac.numerator, frac.denominator, axis=-1)
+
+    def windows_from_array(self, data, sfreq, stride=None):
+        """Cut model-channel data into model windows.
+
+        Parameters
+        ----------
+        data : ndarray, shape (n_chans, n_samples)
+            In volts, model channel order, at ``sfreq``.
+        sfreq : float
+        stride : int | None
+            Step in model samples (default: one window, no overlap).
+
+        Returns
+        -------
+        windows : ndarray, shape (n_windows, n_chans, n_times), uV, demeaned per channel
+        starts : ndarray, shape (n_windows,)
+            Start sample of each window at the model rate. When the length is not a multiple
+            of the window, one last window ending at the last sample is added.
+        """
+        x = self._to_model_rate(np.asarray(data, dtype=np.float64) * 1e6, sfreq)
+        t = self.n_times
+        stride = stride or t
+        n = x.shape[-1]
+        if n < t:
+            return np.zeros((0, self.n_chans, t), np.float32), np.zeros(0, int)
+        starts = list(range(0, n - t + 1, stride))
+        if starts[-1] + t < n:
+            starts.append(n - t)
+        starts = np.asarray(starts)
+        w = np.stack([x[:, s:s + t] for s in starts])
+        w -= w.mean(-1, keepdims=True)
+        return w.astype(np.float32), starts
+
+    def _picked(self, inst, missing, max_interpolated):
+        source = _describe(inst)
+        picks, interp = match_channels(
+            inst.info, self.ch_names, missing=missing, max_interpolated=max_interpolated, source=source
+        )
+        mat = None
+        if interp:
+            mat = _interp_matrix(self.ch_names, interp)
+            record_warning(f"{source}: interpolated missing channel(s) {', '.join(interp)} for hvEEGNet scoring.")
+        return picks, interp, mat
+
+    @staticmethod
+    def _assemble(get, picks, mat, n_chans):
+        known = [p for p in picks if p is not None]
+        data_known = get(known)
+        if mat is None:
+            return data_known
+        weights, rows, known_rows = mat
+        out = np.zeros((n_chans, data_known.shape[-1]))
+        out[known_rows] = data_known
+        out[rows] = weights @ data_known
+        return out
+
+    def _raw_windows(self, raw, picks, mat, starts):
+        """Model windows of a Raw at the given model-rate start samples (one read per call).
+
+        One second of context on each side feeds the resampling filter, so a window's values
+        do not depend on how the recording was chunked.
+        """
+        sf, t, n = raw.info["sfreq"], self.n_times, raw.n_times
+        pad = int(np.ceil(sf))
+        m0, m1 = int(starts[0]), int(starts[-1]) + t
+        den = self._rate_fraction(sf).denominator
+        # start on a sample that falls on the model's grid (multiple of the resampling
+        # denominator), so that windows are identical however the recording is chunked
+        a = max(int(np.floor(m0 / self.sfreq * sf)) - pad, 0) // den * den
+        b = min(int(np.ceil(m1 / self.sfreq * sf)) + pad, n)
+        data = self._assemble(lambda p: raw.get_data(picks=p, start=a, stop=b), picks, mat, self.n_chans)
+        x = self._to_model_rate(data * 1e6, sf)
+        off = int(round(a / sf * self.sfreq))
+        w = np.stack([x[:, s - off:s - off + t] for s in starts])
+        w = w - w.mean(-1, keepdims=True)
+        return w.astype(np.float32)
+
+    def windows_at(self, raw, onsets_s, *, missing="raise", max_interpolated=3):
+        """Input and reconstruction of the windows starting at ``onsets_s`` (seconds from the first sample).
+
+        Returns
+        -------
+        windows, recon : ndarray, shape (n, n_chans, n_times), uV
+        """
+        picks, _, mat = self._picked(raw, missing, max_interpolated)
+        starts = np.round(np.asarray(onsets_s) * self.sfreq).astype(int)
+        w = np.concatenate([self._raw_windows(raw, picks, mat, [s]) for s in starts]) if len(starts) else \
+            np.zeros((0, self.n_chans, self.n_times), np.float32)
+        _, r = self.channel_errors(w)
+        return w, r
+
+    # ------------------------------------------------------------------ public QC API
+    def score(self, inst, *, missing="raise", max_interpolated=3, chunk_s=60.0, batch_size=64, return_recon=False):
+        """Per-window anomaly scores of a Raw or Epochs.
+
+        A Raw is read in chunks of ``chunk_s`` seconds (plus one second of context on each side
+        for the resampling filter), so memory stays bounded on long recordings. An Epochs object
+        is scored per epoch: each epoch is cut into model windows and keeps the worst one.
+
+        Parameters
+        ----------
+        inst : mne.io.BaseRaw | mne.BaseEpochs
+        missing : "raise" | "interpolate"
+            Channel-set policy (see the module docstring).
+        max_interpolated : int
+        chunk_s : float
+            Seconds of data read at once from a Raw.
+        batch_size : int
+        return_recon : bool
+            Also return the model-rate input and reconstruction windows, each
+            ``(n_windows, n_chans, n_times)`` (memory grows with the recording).
+
+        Returns
+        -------
+        scores : QCScores
+        (windows, recon) : tuple of ndarray, only with ``return_recon``
+        """
+        import mne
+
+        if not isinstance(inst, (mne.io.BaseRaw, mne.BaseEpochs)):
+            raise UsageError(f"score expects an mne Raw or Epochs, got {type(inst).__name__}.")
+        source = _describe(inst)
+        if self.threshold.item() == float("inf"):
+            record_warning("hvEEGNet has no calibrated threshold (call calibrate); nothing will be flagged.")
+        picks, interp, mat = self._picked(inst, missing, max_interpolated)
+        sf = inst.info["sfreq"]
+        if sf < self.sfreq:
+            record_warning(
+                f"{source}: sampling rate {sf:g} Hz is below the model's {self.sfreq:g} Hz; it is upsampled "
+                "and high-frequency artifacts above its Nyquist frequency cannot be seen."
+            )
+        t = self.n_times
+        win_s = t / self.sfreq
+        errs, onsets, durs, wins, recs = [], [], [], [], []
+        if isinstance(inst, mne.io.BaseRaw):
+            n = inst.n_times
+            if n / sf < win_s:
+                raise InputFileError(
+                    f"{source}: the recording lasts {n / sf:.3f} s, shorter than one hvEEGNet window "
+                    f"({win_s:g} s); nothing can be scored."
+                )
+            step = max(int(round(chunk_s / win_s)), 1) * t  # model samples per chunk, whole windows
+            total = int(np.floor(n / sf * self.sfreq))
+            starts_all = list(range(0, total - t + 1, t))
+            if starts_all[-1] + t < total:
+                starts_all.append(total - t)
+            starts_all = np.asarray(starts_all)
+            for c0 in range(0, total, step):
+                sel = starts_all[(starts_all >= c0) & (starts_all < c0 + step)]
+                if not len(sel):
+                    continue
+                w = self._raw_windows(inst, picks, mat, sel)
+                e, r = self.channel_errors(w, batch_size)
+                errs.append(e)
+                onsets.append(sel / self.sfreq)
+                durs.append(np.full(len(sel), win_s))
+                if return_recon:
+                    wins.append(w)
+                    recs.append(r)
+        elif isinstance(inst, mne.BaseEpochs):
+            if len(inst.times) / sf < win_s - 1e-9:
+                raise InputFileError(
+                    f"{source}: epochs last {len(inst.times) / sf:.3f} s, shorter than one hvEEGNet window ({win_s:g} s)."
+                )
+            for i in range(len(inst)):
+                data = self._assemble(lambda p: inst.get_data(picks=p, item=[i])[0], picks, mat, self.n_chans)
+                w, _ = self.windows_from_array(data, sf)
+                e, r = self.channel_errors(w, batch_size)
+                worst = self._standardise(e).max(1).argmax()
+                errs.append(e[worst:worst + 1])
+                onsets.append(np.array([float(i)]))
+                durs.append(np.array([len(inst.times) / sf]))
+                if return_recon:
+                    wins.append(w[worst:worst + 1])
+                    recs.append(r[worst:worst + 1])
+        else:
+            raise UsageError(f"score expects an mne Raw or Epochs, got {type(inst).__name__}.")
+        errors = np.concatenate(errs)
+        ch_scores = self._standardise(errors)
+        out = QCScores(
+            onsets=np.concatenate(onsets), durations=np.concatenate(durs), scores=ch_scores.max(1),
+            channel_errors=errors, channel_scores=ch_scores, ch_names=list(self.ch_names),
+            threshold=float(self.threshold.item()), interpolated=interp,
+        )
+        if return_recon:
+            return out, (np.concatenate(wins), np.concatenate(recs))
+        return out
+
+    def reconstruct(self, inst, **kwargs):
+        """Model-rate input windows and their reconstructions.
+
+        Returns
+        -------
+        windows, recon : ndarray, shape (n_windows, n_chans, n_times)
+            uV, demeaned per window; channels are :attr:`ch_names`.
+        scores : QCScores
+        """
+        scores, (w, r) = self.score(inst, return_recon=True, **kwargs)
+        return w, r, scores
+
+    def annotate(self, raw, *, threshold=None, scores=None, **kwargs):
+        """Return a copy of ``raw`` with ``BAD_hveegnet`` annotations on windows above threshold.
+
+        The input is not modified and no sample is removed. Adjacent flagged windows are merged
+        into one annotation.
+
+        Parameters
+        ----------
+        raw : mne.io.BaseRaw
+        threshold : float | None
+            Score threshold (default: the calibrated one stored with the weights).
+        scores : QCScores | None
+            Reuse scores already computed for this ``raw``.
+        **kwargs
+            Passed to :meth:`score` (``missing``, ``chunk_s``, ...).
+
+        Returns
+        -------
+        raw : mne.io.BaseRaw
+            New object; its annotations are the original ones plus the new ``BAD_hveegnet`` ones.
+        """
+        import mne
+
+        if not isinstance(raw, mne.io.BaseRaw):
+            raise UsageError(f"annotate expects an mne Raw, got {type(raw).__name__}.")
+        if scores is None:
+            scores = self.score(raw, **kwargs)
+        thr = scores.threshold if threshold is None else float(threshold)
+        flagged = scores.scores > thr
+        onsets, durations = [], []
+        for on, du, f in zip(scores.onsets, scores.durations, flagged):
+            if not f:
+                continue
+            if onsets and on <= onsets[-1] + durations[-1] + 1e-9:
+                durations[-1] = max(durations[-1], on + du - onsets[-1])
+            else:
+                onsets.append(float(on))
+                durations.append(float(du))
+        out = raw.copy()
+        new = mne.Annotations(
+            np.asarray(onsets) + raw.first_time, durations, [BAD_DESCRIPTION] * len(onsets),
+            orig_time=raw.annotations.orig_time,
+        )
+        out.set_annotations(raw.annotations + new)
+        return out
+
+    # ------------------------------------------------------------------ weights
+    def save_pretrained(self, path, *, metadata=None, overwrite=False):
+        """Write weights, calibration and config to one safetensors file (atomic)."""
+        from safetensors.torch import save_file
+
+        from ..utils import atomic_path
+
+        meta = {"config": json.dumps(self.config), "format": "neurodecode-hveegnet-1"}
+        meta.update({k: str(v) for k, v in (metadata or {}).items()})
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path=None):
+        """Load shipped (default) or local weights; nothing is downloaded.
+
+        Parameters
+        ----------
+        path : path-like | None
+            A ``.safetensors`` file written by :meth:`save_pretrained`. Default: the weights
+            shipped in ``neurodecode/weights/hveegnet_eegmmidb.safetensors``.
+        """
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path) if path is not None else DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise InputFileError(f"{path}: hvEEGNet weights not found (expected a .safetensors file).")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            config = json.loads(meta["config"])
+        except Exception as err:
+            raise InputFileError(f"{path}: not an hvEEGNet weights file ({err}).") from err
+        model = cls(**config)
+        model.load_state_dict(load_file(str(path)))
+        model.metadata = meta
+        model.eval()
+        return model
+
+
+def _describe(inst):
+    fn = getattr(inst, "filenames", None) or [None]
+    if fn and fn[0] is not None:
+        return str(fn[0])
+    return f"the {type(inst).__name__}"

@@ -1,0 +1,208 @@
+"""Lightning systems that train AT-AT and the EEGdenoiseNet baselines on a denoising store.
+
+* :class:`DenoiseDataModule`: reads a store built by :mod:`neurodecode.datasets.denoise`. Training
+  pairs are re-mixed on the fly from the training pools (clean EEG x real artifact, SNR drawn from
+  U(-7, 2) dB, random noise sign and circular shift) so that every epoch sees new combinations, as
+  EEGdenoiseNet's ``combin_num`` recombination does; validation uses the fixed mixed pairs of the
+  store (never the test split).
+* :class:`ATATSystem`: three optimisers (autoencoder on clean EEG, transformer on MSE + adversarial
+  term, discriminator on clean vs denoised), manual optimisation.
+* :class:`BaselineSystem`: any ``(B, T) -> (B, T)`` network on MSE.
+
+Both log ``val_rrmse`` (mean temporal RRMSE on validation pairs), used for checkpoint selection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from ..artifacts.atat import ATATNet, Discriminator
+
+__all__ = ["DenoiseDataModule", "ATATSystem", "BaselineSystem", "tune_gate"]
+
+
+class _RemixDataset(Dataset):
+    def __init__(self, clean, noise, n_items, snr_range, seed):
+        self.clean = clean.astype(np.float32)
+        self.noise = noise.astype(np.float32)
+        self.n_items = n_items
+        self.snr_range = snr_range
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self):
+        return self.n_items
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        x = self.clean[rng.integers(len(self.clean))]
+        n = np.roll(self.noise[rng.integers(len(self.noise))], int(rng.integers(x.shape[-1])))
+        n = n * rng.choice((-1.0, 1.0))
+        snr = rng.uniform(*self.snr_range)
+        lam = np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(n**2)) * 10 ** (0.1 * snr))
+        y = x + lam * n
+        sd = y.std()
+        return torch.from_numpy((x / sd).astype(np.float32)), torch.from_numpy((y / sd).astype(np.float32))
+
+
+class DenoiseDataModule(L.LightningDataModule):
+    """Data of one single-channel denoising store.
+
+    Parameters
+    ----------
+    store : str
+        Path of the ``.h5`` store.
+    batch_size : int
+    items_per_epoch : int
+        Freshly mixed training pairs per epoch.
+    n_val : int
+        Validation pairs used (a fixed, evenly spaced subset of the store's validation pairs).
+    seed : int
+    """
+
+    def __init__(self, store: str, batch_size: int = 64, items_per_epoch: int = 8192, n_val: int = 1000,
+                 seed: int = 0, snr_low: float = -7.0, snr_high: float = 2.0):
+        super().__init__()
+        self.store, self.batch_size, self.items_per_epoch = store, batch_size, items_per_epoch
+        self.n_val, self.seed, self.snr = n_val, seed, (snr_low, snr_high)
+
+    def setup(self, stage=None):
+        from ..datasets.denoise import load_benchmark
+        from ..io import WindowStore
+
+        with WindowStore(self.store) as st:
+            self.train_clean = st.windows("train_clean")[0][:, 0]
+            self.train_noise = st.windows("train_noise")[0][:, 0]
+            self.val_clean_only = st.windows("val_clean")[0][:, 0]
+        x, y, _ = load_benchmark(self.store, "val")
+        idx = np.linspace(0, len(x) - 1, min(self.n_val, len(x))).astype(int)
+        self.val_x, self.val_y = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+        self.train_set = _RemixDataset(self.train_clean, self.train_noise, self.items_per_epoch, self.snr, self.seed)
+
+    def train_dataloader(self):
+        self.train_set.epoch += 1
+        g = torch.Generator().manual_seed(self.seed + self.train_set.epoch)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g, num_workers=0)
+
+    def val_dataloader(self):
+        return DataLoader(torch.utils.data.TensorDataset(self.val_x, self.val_y), batch_size=500)
+
+
+def _rrmse(out, x):
+    return (torch.sqrt(((out - x) ** 2).mean(-1)) / torch.sqrt((x**2).mean(-1))).mean()
+
+
+class ATATSystem(L.LightningModule):
+    """AT-AT training: autoencoder, transformer and discriminator.
+
+    Parameters
+    ----------
+    n_times, span, ae_widths, patch, d_model, n_heads, n_layers, ff, stem :
+        :class:`~neurodecode.artifacts.atat.ATATNet` configuration.
+    lr : float
+        Adam learning rate (all three optimisers; betas 0.5, 0.9 as in EEGdenoiseNet).
+    lambda_adv : float
+        Weight of the adversarial term in the transformer's loss.
+    """
+
+    def __init__(self, n_times: int = 512, span: int = 64, ae_widths: tuple = (16, 8), patch: int = 16,
+                 d_model: int = 48, n_heads: int = 4, n_layers: int = 2, ff: int = 96, stem: int = 16,
+                 lr: float = 1e-3, lambda_adv: float = 0.01):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.net = ATATNet(n_times=n_times, span=span, ae_widths=tuple(ae_widths), patch=patch, d_model=d_model,
+                           n_heads=n_heads, n_layers=n_layers, ff=ff, stem=stem)
+        self.disc = Discriminator()
+
+    def configure_optimizers(self):
+        b = (0.5, 0.9)
+        return (torch.optim.Adam(self.net.ae.parameters(), self.hparams.lr, betas=b),
+                torch.optim.Adam(self.net.transformer.parameters(), self.hparams.lr, betas=b),
+                torch.optim.Adam(self.disc.parameters(), self.hparams.lr, betas=b))
+
+    def training_step(self, batch, _):
+        x, y = batch
+        opt_ae, opt_g, opt_d = self.optimizers()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        # 1. autoencoder learns clean EEG only, so that it fails to reproduce artifacts
+        ae_loss = torch.mean((self.net.ae(x) - x) ** 2)
+        opt_ae.zero_grad()
+        self.manual_backward(ae_loss)
+        opt_ae.step()
+        # 2. transformer: MSE + adversarial term
+        out = self.net(y)
+        mse = torch.mean((out - x) ** 2)
+        adv = bce(self.disc(out), torch.ones(len(out), device=out.device))
+        g_loss = mse + self.hparams.lambda_adv * adv
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        # 3. discriminator: clean EEG vs transformer output
+        d_loss = 0.5 * (bce(self.disc(x), torch.ones(len(x), device=x.device))
+                        + bce(self.disc(out.detach()), torch.zeros(len(x), device=x.device)))
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.log_dict({"ae_mse": ae_loss, "mse": mse, "adv": adv, "d_loss": d_loss}, prog_bar=False)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_rrmse", _rrmse(self.net(y), x), prog_bar=True)
+
+
+class BaselineSystem(L.LightningModule):
+    """MSE training of one baseline network (name from :data:`~neurodecode.artifacts.baselines.BASELINES`)."""
+
+    def __init__(self, model: str = "fcnn", n_times: int = 512, lr: float = 1e-3):
+        super().__init__()
+        from ..artifacts.baselines import BASELINES
+
+        self.save_hyperparameters()
+        self.net = BASELINES[model](n_times)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), self.hparams.lr, betas=(0.5, 0.9))
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = torch.mean((self.net(y) - x) ** 2)
+        self.log("mse", loss)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_rrmse", _rrmse(self.net(y), x), prog_bar=True)
+
+
+@torch.no_grad()
+def tune_gate(net, val_x, val_y, val_clean, grid=None):
+    """Choose the gate threshold ``tau`` on validation data only.
+
+    The objective is the mean temporal RRMSE over contaminated validation pairs and, equally
+    weighted, over uncontaminated validation segments (input = clean EEG), so that the gate learns
+    both to act on artifacts and to leave clean EEG alone.
+
+    Returns
+    -------
+    tau : float
+    table : list of (tau, rrmse_noisy, rrmse_clean)
+    """
+    net.eval()
+    grid = grid if grid is not None else [-1.01, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.01]
+    vx, vy = torch.as_tensor(val_x), torch.as_tensor(val_y)
+    vc = torch.as_tensor(val_clean)
+    vc = (vc - vc.mean(-1, keepdim=True)) / vc.std(-1, keepdim=True)
+    table = []
+    old = float(net.tau)
+    for tau in grid:
+        net.tau.fill_(tau)
+        rn = float(_rrmse(net.gated(vy)[0], vx))
+        rc = float(_rrmse(net.gated(vc)[0], vc))
+        table.append((float(tau), rn, rc))
+    best = min(table, key=lambda r: r[1] + r[2])
+    net.tau.fill_(old)
+    return best[0], table

@@ -1,0 +1,157 @@
+"""hvEEGNet model, channel policy, chunked scoring and annotation (tiny untrained models)."""
+
+import mne
+import numpy as np
+import pytest
+import torch
+
+from neurodecode.artifacts.hveegnet import BAD_DESCRIPTION, CHANNELS_1020, HVEEGNet, match_channels
+from neurodecode.utils import InputFileError
+
+SF = 160.0
+
+
+def _raw(seconds=30.0, names=CHANNELS_1020, seed=0, sfreq=SF):
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sfreq)
+    # smooth noise of about 15 uV, like scalp EEG
+    data = np.cumsum(rng.normal(size=(len(names), n)), axis=1)
+    data -= np.convolve(np.ones(n), np.ones(1), "same")[None] * data.mean(1, keepdims=True)
+    data = data / data.std(1, keepdims=True) * 15e-6
+    info = mne.create_info(list(names), sfreq, "eeg")
+    return mne.io.RawArray(data, info, verbose="error")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = HVEEGNet()
+    w, _ = m.windows_from_array(_raw(40, seed=1).get_data(), SF)
+    return m.calibrate(w)
+
+
+def test_forward_shapes_and_kl_levels():
+    x = torch.randn(3, 19, 128) * 20
+    hv, v = HVEEGNet(hierarchical=True), HVEEGNet(hierarchical=False)
+    r, kl = hv(x)
+    assert r.shape == x.shape and len(kl) == 3 and all(k.shape == (3,) for k in kl)
+    assert len(v(x)[1]) == 1
+    for kind in ("soft_dtw", "sse"):
+        total, rec, klv = hv.loss(x, recon_loss=kind)
+        assert torch.isfinite(total) and klv > 0
+        total.backward()
+    assert hv.enc1[0].weight.grad is not None
+
+
+def test_eval_is_deterministic_and_training_samples():
+    torch.manual_seed(0)
+    m = HVEEGNet()
+    x = torch.randn(2, 19, 128) * 20
+    m.eval()
+    assert torch.equal(m(x)[0], m(x)[0])
+    m.train()
+    assert not torch.equal(m(x)[0], m(x)[0])
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="divisible by pool"):
+        HVEEGNet(n_times=130, pool=4)
+    with pytest.raises(ValueError, match="ch_names has 2 names"):
+        HVEEGNet(n_chans=19, ch_names=["Cz", "Pz"])
+
+
+def test_save_load_roundtrip(model, tmp_path):
+    path = model.save_pretrained(tmp_path / "m.safetensors", metadata={"note": "test"})
+    loaded = HVEEGNet.from_pretrained(path)
+    x = torch.randn(2, 19, 128) * 20
+    model.eval()
+    assert torch.allclose(loaded(x)[0], model(x)[0])
+    assert loaded.threshold.item() == pytest.approx(model.threshold.item())
+    assert loaded.metadata["note"] == "test"
+    with pytest.raises(ValueError, match="Refusing to overwrite"):
+        model.save_pretrained(path)
+    with pytest.raises(InputFileError, match="weights not found"):
+        HVEEGNet.from_pretrained(tmp_path / "absent.safetensors")
+
+
+def test_channel_policy_names_order_aliases_extras():
+    names = ["EEG " + n.upper() + "-REF" for n in CHANNELS_1020][::-1]  # reversed, prefixed, suffixed
+    names[names.index("EEG T7-REF")] = "EEG T3-REF"  # old 10-20 name
+    info = mne.create_info(names + ["EKG", "Oz"], 100.0, ["eeg"] * 19 + ["ecg", "eeg"])
+    picks, interp = match_channels(info, CHANNELS_1020)
+    assert interp == []
+    assert [info["ch_names"][p] for p in picks][:3] == ["EEG FP1-REF", "EEG FP2-REF", "EEG F7-REF"]
+    assert info["ch_names"][picks[CHANNELS_1020.index("T7")]] == "EEG T3-REF"
+
+
+def test_channel_policy_missing_and_bad():
+    names = [n for n in CHANNELS_1020 if n not in ("Cz", "O2")]
+    info = mne.create_info(names, 100.0, "eeg")
+    with pytest.raises(InputFileError, match="missing: Cz, O2 \\(absent\\)"):
+        match_channels(info, CHANNELS_1020, source="rec.edf")
+    info["bads"] = ["Pz"]
+    with pytest.raises(InputFileError, match="Pz \\(marked bad\\)"):
+        match_channels(info, CHANNELS_1020)
+    picks, interp = match_channels(info, CHANNELS_1020, missing="interpolate")
+    assert interp == ["Cz", "O2", "Pz"] and picks[CHANNELS_1020.index("Cz")] is None
+    with pytest.raises(InputFileError, match="at most 2 may be interpolated"):
+        match_channels(info, CHANNELS_1020, missing="interpolate", max_interpolated=2)
+    with pytest.raises(ValueError, match="'missing' parameter"):
+        match_channels(info, CHANNELS_1020, missing="guess")
+
+
+def test_interpolated_channel_is_close_to_truth(model):
+    raw = _raw(10, seed=4)
+    # make the data spatially smooth so that interpolation can recover it: one common source
+    raw._data[:] = raw._data[:1] * np.linspace(0.8, 1.2, 19)[:, None]
+    dropped = raw.copy().drop_channels(["Cz"])
+    dropped.set_montage("standard_1005")
+    with pytest.warns(UserWarning, match="interpolated missing channel"):
+        s = model.score(dropped, missing="interpolate")
+    assert s.interpolated == ["Cz"]
+    full = model.score(raw)
+    assert len(s.scores) == len(full.scores)
+
+
+def test_chunking_does_not_change_scores(model):
+    raw = _raw(23.3, seed=2)
+    a = model.score(raw, chunk_s=3)
+    b = model.score(raw, chunk_s=60)
+    assert len(a.scores) == 24  # 23 full windows + one aligned to the end
+    np.testing.assert_allclose(a.channel_errors, b.channel_errors, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(a.onsets, b.onsets)
+
+
+def test_annotate_flags_injected_spike_and_keeps_input(model):
+    raw = _raw(30, seed=3)
+    raw._data[5, int(12.4 * SF):int(12.45 * SF)] += 400e-6  # a 400 uV spike on F4 at 12.4 s
+    before = raw.get_data().copy()
+    out = model.annotate(raw)
+    assert len(raw.annotations) == 0 and np.array_equal(raw.get_data(), before)
+    bad = [a for a in out.annotations if a["description"] == BAD_DESCRIPTION]
+    assert any(a["onset"] <= 12.4 < a["onset"] + a["duration"] for a in bad)
+    assert sum(a["duration"] for a in bad) < 5  # the rest of the clean recording mostly passes
+    s = model.score(raw)
+    assert s.summary()["worst_channels"][0][0] == "F4"
+    assert out.n_times == raw.n_times
+
+
+def test_too_short_and_wrong_type(model):
+    with pytest.raises(InputFileError, match="shorter than one hvEEGNet window"):
+        model.score(_raw(0.5))
+    with pytest.raises(ValueError, match="expects an mne Raw or Epochs"):
+        model.score(np.zeros((19, 1000)))
+    with pytest.raises(ValueError, match="annotate expects an mne Raw"):
+        model.annotate(np.zeros(3))
+
+
+def test_epochs_scoring(model):
+    raw = _raw(20, seed=5)
+    raw._data[3, int(8.3 * SF):int(8.35 * SF)] += 400e-6
+    epochs = mne.make_fixed_length_epochs(raw, duration=2.0, preload=True, verbose="error")
+    s = model.score(epochs)
+    assert s.scores.shape == (len(epochs),) and s.channel_scores.shape == (len(epochs), 19)
+    assert int(np.argmax(s.scores)) == 4  # the epoch that holds 8.3 s
+    short = mne.make_fixed_length_epochs(raw, duration=0.5, verbose="error")
+    with pytest.raises(InputFileError, match="shorter than one"):
+        model.score(short)

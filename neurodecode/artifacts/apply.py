@@ -97,8 +97,9 @@ def _denoise_rows(model, sig, gated=True):
         import torch
 
         with torch.inference_mode():
-            for i in range(0, len(live), 2048):
-                rows = live[i : i + 2048]
+            # small batches bound the activation memory (a 2048-window batch peaked near 1 GB)
+            for i in range(0, len(live), 256):
+                rows = live[i : i + 256]
                 norm = torch.from_numpy((flat[rows] - mu[rows]) / sd[rows])
                 if hasattr(model, "net") and gated:
                     out, g = model.net.gated(norm)

@@ -80,6 +80,15 @@ def main(argv=None):
         notes[k] = f"{info.get('epochs', '?')} epochs x {info.get('items_per_epoch', '?')} pairs in {info.get('train_seconds', 0):.0f} s"
 
     snrs = sorted(set(snr.tolist()))
+    from neurodecode.datasets.denoise import describe
+
+    d = describe(store)
+    print("| split | clean EEG segments | artifact segments | mixed pairs | artifact files |")
+    print("|---|---|---|---|---|")
+    for split in ("train", "val", "test"):
+        print(f"| {split} | {d[split + '_clean']['n_windows']} | {d[split + '_noise']['n_windows']} | "
+              f"{d[split + '_y']['n_windows']} | {', '.join(d[split + '_noise']['files'])} |")
+    print()
     metrics = {"CC": M.correlation_coefficient, "RRMSE_t": M.rrmse_temporal,
                "RRMSE_s": lambda o, c: M.rrmse_spectral(o, c, sfreq=sf)}
     print(f"## {a.artifact.upper()} test set: {len(x) // len(snrs)} pairs x {len(snrs)} SNRs "

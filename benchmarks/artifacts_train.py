@@ -98,6 +98,7 @@ def main(argv=None):
                      meta={"train": info, "store_config_hash": _store_hash(dm.store)})
         model.save(out / f"atat_{a.artifact}.safetensors")
         if a.ship:
+            (ROOT / "neurodecode" / "weights").mkdir(exist_ok=True)
             model.save(ROOT / "neurodecode" / "weights" / f"atat_{a.artifact}.safetensors")
     else:
         save_file({k: v.contiguous() for k, v in system.net.state_dict().items()},

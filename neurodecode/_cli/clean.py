@@ -29,7 +29,12 @@ def register(app):
             raise UsageError("Give either a recording PATH or --demo, not both.")
         if not demo and path is None:
             raise UsageError("Missing argument PATH: the recording to clean (or --demo for a simulated one).")
+        import os
+
         for p in (out, report, summary_json):
+            # the cleaned Raw lives in memory, so write_raw cannot see its source: check here
+            if p is not None and path is not None and p.exists() and path.exists() and os.path.samefile(p, path):
+                raise UsageError(f"Refusing to write {p}: it is the input recording itself. Choose another output path.")
             if p is not None and p.exists() and not overwrite:
                 raise UsageError(f"Refusing to overwrite {p}: the file exists. Pass --overwrite.")
         if report is not None and report.suffix.lower() != ".html":

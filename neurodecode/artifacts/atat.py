@@ -284,8 +284,18 @@ class ATAT:
             raise UsageError(f"x must be (n_segments, n_times), got an array with {x.ndim} dimensions.")
         return denoise_array(self, x, float(sfreq), gated=gated, highpass=False)
 
-    def apply(self, raw, *, picks="eeg", progress=False, chunk_s=120.0):
-        """Clean a whole multichannel Raw (any length) and return a new Raw; see :mod:`.apply`."""
+    def apply(self, raw, *, picks="eeg", progress=False, chunk_s=120.0, return_summary=False):
+        """Clean a whole multichannel Raw of any length, chunk by chunk (see :mod:`.apply`).
+
+        Returns
+        -------
+        cleaned : mne.io.RawArray
+            A new Raw at the original rate: ``EDITED_<ART>``/``BAD_<ART>`` annotations, provenance
+            in ``info['description']``; the input is untouched.
+        summary : dict
+            Only with ``return_summary=True``.
+        """
         from .apply import apply_denoiser
 
-        return apply_denoiser(self, raw, picks=picks, progress=progress, chunk_s=chunk_s)
+        cleaned, summary = apply_denoiser(self, raw, picks=picks, progress=progress, chunk_s=chunk_s)
+        return (cleaned, summary) if return_summary else cleaned

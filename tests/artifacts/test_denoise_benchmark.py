@@ -95,3 +95,15 @@ def test_wrong_checksum_is_refused(data_file, tmp_path):
     r["sha256"] = {"emgdb_physionet/emg_healthy.dat": "0" * 64}
     with pytest.raises(InputFileError, match="sha256"):
         D.build_single_channel(r, tmp_path / "c.h5")
+
+
+def test_dataset_cli_rejects_a_broken_recipe(tmp_path, capsys):
+    from neurodecode.cli import main
+
+    bad = tmp_path / "r.yaml"
+    bad.write_text("name: x\nbuilder: something_else\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["dataset", "build", str(bad), "-o", str(tmp_path / "o.h5")])
+    assert exc.value.code == 1
+    assert "builder" in capsys.readouterr().err
+    assert not (tmp_path / "o.h5").exists()

@@ -15,7 +15,9 @@ $(BIN)/neurodecode: pyproject.toml
 install: $(BIN)/neurodecode
 
 demo: install
-	$(BIN)/neurodecode info --demo
+	mkdir -p demo
+	$(BIN)/neurodecode clean --demo -o demo/demo_clean.edf --report demo/demo_report.html --overwrite
+	$(BIN)/neurodecode info demo/demo_clean.edf
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -204,12 +204,17 @@ class QCScores:
         return self.scores > self.threshold
 
     def summary(self, n_worst=3):
-        """Share of windows flagged and the channels most often worst in flagged windows."""
+        """Share of windows flagged and the channels most often worst in flagged windows.
+
+        Channels are ranked by how many flagged windows they are the worst channel of, ties
+        broken by their highest score.
+        """
         flagged = self.flagged
         worst = []
         if flagged.any():
             counts = np.bincount(self.channel_scores[flagged].argmax(1), minlength=len(self.ch_names))
-            order = np.argsort(counts)[::-1][:n_worst]
+            peak = self.channel_scores[flagged].max(0)
+            order = np.lexsort((-peak, -counts))[:n_worst]  # most often worst, then highest score
             worst = [(self.ch_names[i], int(counts[i])) for i in order if counts[i] > 0]
         return {
             "n_windows": int(len(self.scores)),
@@ -261,6 +266,12 @@ class HVEEGNet(nn.Module):
         outputs multiplied back, so the loss stays in uV as in the paper.
     threshold_quantile : float
         Quantile of clean-training scores used as the annotation threshold.
+    reference : "recording" | "training"
+        Where the per-channel error statistics that standardise scores come from: the scored
+        recording itself (robust median/IQR over its windows; adapts to its amplitude) or the
+        clean training windows (fixed).
+    min_reference_windows : int
+        Fewer windows than this fall back to the training reference.
     """
 
     def __init__(
@@ -283,6 +294,8 @@ class HVEEGNet(nn.Module):
         beta=1.0,
         input_scale_uv=20.0,
         threshold_quantile=0.99,
+        reference="recording",
+        min_reference_windows=30,
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -295,8 +308,10 @@ class HVEEGNet(nn.Module):
             kernel_length=kernel_length, separable_kernel=separable_kernel, pool=pool,
             latent_channels=list(latent_channels), hierarchical=bool(hierarchical), dropout=dropout,
             gamma=gamma, alpha=alpha, beta=beta, input_scale_uv=input_scale_uv,
-            threshold_quantile=threshold_quantile,
+            threshold_quantile=threshold_quantile, reference=reference, min_reference_windows=min_reference_windows,
         )
+        check_option("reference", reference, ("recording", "training"))
+        self.reference, self.min_reference_windows = reference, int(min_reference_windows)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
@@ -445,18 +460,32 @@ class HVEEGNet(nn.Module):
             return np.zeros((0, self.n_chans)), np.zeros((0, self.n_chans, self.n_times))
         return np.concatenate(errs), np.concatenate(recs)
 
-    def _standardise(self, errors):
-        med = self.channel_median.numpy()
-        iqr = self.channel_iqr.numpy()
+    def _standardise(self, errors, reference="training"):
+        """Robust z-scores of channel errors, shape (n_windows, n_chans).
+
+        ``reference="training"`` uses the clean-training median/IQR stored with the weights;
+        ``"recording"`` uses the median/IQR of ``errors`` itself (per channel), which adapts to
+        a recording's overall amplitude and stays valid while fewer than about a quarter of its
+        windows are corrupted. Too few windows (< ``min_reference_windows``) fall back to training.
+        """
+        if reference == "recording" and len(errors) >= self.min_reference_windows:
+            q25, med, q75 = np.percentile(errors, [25, 50, 75], axis=0)
+            iqr = np.maximum(q75 - q25, 1e-6)
+        else:
+            med, iqr = self.channel_median.numpy(), self.channel_iqr.numpy()
         return (errors - med) / iqr
 
-    def calibrate(self, windows, batch_size=64):
+    def calibrate(self, windows, groups=None, batch_size=64):
         """Set the per-channel statistics and the threshold from clean windows.
 
         Parameters
         ----------
         windows : ndarray, shape (n_windows, n_chans, n_times)
             Clean training windows (uV, demeaned), as made by :meth:`windows_from_array`.
+        groups : ndarray, shape (n_windows,) | None
+            Recording of each window. With ``reference="recording"`` the threshold is the
+            ``threshold_quantile`` of scores standardised within each recording, exactly as
+            :meth:`score` does on a new recording.
 
         Returns
         -------
@@ -466,7 +495,13 @@ class HVEEGNet(nn.Module):
         q25, med, q75 = np.percentile(errors, [25, 50, 75], axis=0)
         self.channel_median.copy_(torch.as_tensor(med, dtype=torch.float32))
         self.channel_iqr.copy_(torch.as_tensor(np.maximum(q75 - q25, 1e-6), dtype=torch.float32))
-        scores = self._standardise(errors).max(1)
+        if groups is None or self.reference == "training":
+            scores = self._standardise(errors).max(1)
+        else:
+            groups = np.asarray(groups)
+            scores = np.concatenate([
+                self._standardise(errors[groups == g], self.reference).max(1) for g in np.unique(groups)
+            ])
         self.threshold.copy_(torch.tensor(float(np.quantile(scores, self.threshold_quantile))))
         return self
 
@@ -662,7 +697,7 @@ class HVEEGNet(nn.Module):
         else:
             raise UsageError(f"score expects an mne Raw or Epochs, got {type(inst).__name__}.")
         errors = np.concatenate(errs)
-        ch_scores = self._standardise(errors)
+        ch_scores = self._standardise(errors, self.reference)
         out = QCScores(
             onsets=np.concatenate(onsets), durations=np.concatenate(durs), scores=ch_scores.max(1),
             channel_errors=errors, channel_scores=ch_scores, ch_names=list(self.ch_names),

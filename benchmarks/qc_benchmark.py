@@ -6,11 +6,11 @@ runs R04/R08/R12, the 19 10-20 channels at 128 Hz, 1 s windows (uV, demeaned per
 every drawn window, and AUROC separates the clean copies from the corrupted ones.
 
 Detectors (all see the same windows):
-- hvEEGNet: largest channel soft-DTW reconstruction error, each channel standardised by the
-  median/IQR of that channel's errors over the window's whole recording (the default score of
-  ``HVEEGNet.score``); also standardised by the clean-training statistics instead, and the
-  paper's plain channel mean of the error.
-- vEEGNet: the same with the single-latent ablation.
+- hvEEGNet (default score of ``HVEEGNet.score``): per channel, the soft-DTW reconstruction error
+  and the level-1 KL, each as a robust z against that channel's values over the window's whole
+  recording (KL two-sided); the window's score is the largest. Also: the same against the
+  clean-training statistics, the error alone, and the paper's plain channel mean of the error.
+- vEEGNet (single-latent ablation, no per-channel latent): the error alone, and the channel mean.
 - peak-to-peak: MNE ``annotate_amplitude`` style. "peak": largest channel peak-to-peak;
   "peak+flat": largest |log(ptp / median ptp of that channel)| (catches flat channels too),
   with the median from training windows or from the window's own recording.
@@ -172,20 +172,28 @@ def main(argv=None):
     potato_rec = {r: Potato(threshold=3).fit(cov.transform(test[rec_ids == r].astype(np.float64))) for r in np.unique(rec_ids)}
 
     scores, recon_all = {}, {}
+    def z_from(feats, ref):
+        """Robust z per channel and feature against ``ref`` features; KL two-sided; max over features."""
+        q25, med, q75 = np.percentile(ref, [25, 50, 75], axis=0)
+        z = (feats - med) / np.maximum(q75 - q25, 1e-6)
+        z[..., 1:] = np.abs(z[..., 1:])
+        return z.max(-1)
+
     for name, m in models.items():
-        err_all, rec_all = m.channel_errors(test, batch_size=64)  # every held-out window: recording statistics
-        q = {r: np.percentile(err_all[rec_ids == r], [25, 50, 75], axis=0) for r in np.unique(rec_ids)}
+        f_all, rec_all = m.channel_features(test, batch_size=64)  # every held-out window: recording statistics
         recon_all[name] = rec_all
         for kind, w in sets.items():
-            e = err_all[idx] if kind == "clean" else m.channel_errors(w, batch_size=64)[0]
-            z_rec = np.empty_like(e)
+            f = f_all[idx] if kind == "clean" else m.channel_features(w, batch_size=64)[0]
+            z_rec, z_err = np.empty(f.shape[:2]), np.empty(f.shape[:2])
             for r in np.unique(clean_rec):
                 sel = clean_rec == r
-                q25, med, q75 = q[r]
-                z_rec[sel] = (e[sel] - med) / np.maximum(q75 - q25, 1e-6)
-            scores.setdefault(f"{name} (max channel z, recording ref., default)", {})[kind] = z_rec.max(1)
-            scores.setdefault(f"{name} (max channel z, training ref.)", {})[kind] = m._standardise(e, "training").max(1)
-            scores.setdefault(f"{name} (channel mean, paper)", {})[kind] = e.mean(1)
+                z_rec[sel] = z_from(f[sel], f_all[rec_ids == r])
+                z_err[sel] = z_from(f[sel][..., :1], f_all[rec_ids == r][..., :1])
+            if m.hierarchical:
+                scores.setdefault(f"{name} (error + level-1 KL, recording ref., default)", {})[kind] = z_rec.max(1)
+                scores.setdefault(f"{name} (error + level-1 KL, training ref.)", {})[kind] = m._standardise(f, "training").max(1)
+            scores.setdefault(f"{name} (error only, recording ref.)", {})[kind] = z_err.max(1)
+            scores.setdefault(f"{name} (channel-mean error, as in the paper)", {})[kind] = f[..., 0].mean(1)
     for kind, w in sets.items():
         ptp = np.maximum(np.ptp(w, axis=-1), 1e-6)
         scores.setdefault("peak-to-peak (peak)", {})[kind] = ptp.max(1)
@@ -210,7 +218,8 @@ def main(argv=None):
     print("| model | clean held-out | " + " | ".join(KINDS) + " |")
     print("|---" * (len(KINDS) + 2) + "|")
     for name, m in models.items():
-        by_kind = scores[f"{name} (max channel z, recording ref., default)"]
+        key = "error + level-1 KL, recording ref., default" if m.hierarchical else "error only, recording ref."
+        by_kind = scores[f"{name} ({key})"]
         thr = float(m.threshold)
         print(f"| {name} (thr {thr:.2f}) | {np.mean(by_kind['clean'] > thr):.3f} | "
               + " | ".join(f"{np.mean(by_kind[k] > thr):.3f}" for k in KINDS) + " |")

@@ -6,10 +6,13 @@ runs R04/R08/R12, the 19 10-20 channels at 128 Hz, 1 s windows (uV, demeaned per
 every drawn window, and AUROC separates the clean copies from the corrupted ones.
 
 Detectors (all see the same windows):
-- hvEEGNet (default score of ``HVEEGNet.score``): per channel, the soft-DTW reconstruction error
-  and the level-1 KL, each as a robust z against that channel's values over the window's whole
-  recording (KL two-sided); the window's score is the largest. Also: the same against the
-  clean-training statistics, the error alone, and the paper's plain channel mean of the error.
+- hvEEGNet: per channel, robust z-scores (against that channel's values over the window's whole
+  recording; KL features two-sided) of the features of ``HVEEGNet.channel_features``: "error"
+  (soft-DTW reconstruction error), "kl" (level-1 KL summed over time), "kl_peak" (its largest
+  per-sample value); the window's score is the largest over channels and the listed features.
+  "default" marks the model's ``score_features`` (chosen on the validation subject S008 with
+  ``--test-subjects 8``). Also: the default against the clean-training statistics, and the paper's
+  plain channel mean of the error.
 - vEEGNet (single-latent ablation, no per-channel latent): the error alone, and the channel mean.
 - peak-to-peak: MNE ``annotate_amplitude`` style. "peak": largest channel peak-to-peak;
   "peak+flat": largest |log(ptp / median ptp of that channel)| (catches flat channels too),
@@ -35,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurodecode.artifacts.hveegnet import HVEEGNet
+from neurodecode.artifacts.hveegnet import FEATURES, HVEEGNet
 from neurodecode.training.hveegnet_system import eegmmidb_windows
 from neurodecode.utils import data_dir
 
@@ -175,28 +178,32 @@ def main(argv=None):
     potato_rec = {r: Potato(threshold=3).fit(cov.transform(test[rec_ids == r].astype(np.float64))) for r in np.unique(rec_ids)}
 
     scores, recon_all, sdtw_all = {}, {}, {}
-    def z_from(feats, ref):
-        """Robust z per channel and feature against ``ref`` features; KL two-sided; max over features."""
+    def z_from(feats, ref, use):
+        """Robust z per channel and feature against ``ref``; KL features two-sided; max over ``use``."""
         q25, med, q75 = np.percentile(ref, [25, 50, 75], axis=0)
         z = (feats - med) / np.maximum(q75 - q25, 1e-6)
         z[..., 1:] = np.abs(z[..., 1:])
-        return z.max(-1)
+        return z[..., use].max(-1)
 
+    variants = [("error",), ("kl",), ("kl_peak",), ("error", "kl"), ("error", "kl_peak"), ("kl", "kl_peak"),
+                ("error", "kl", "kl_peak")]
     for name, m in models.items():
         f_all, rec_all = m.channel_features(test, batch_size=64)  # every held-out window: recording statistics
         recon_all[name] = rec_all
         sdtw_all[name] = f_all[..., 0]  # soft-DTW per sample, computed by the model's own scoring
+        default = tuple(m.score_features)
         for kind, w in sets.items():
             f = f_all[idx] if kind == "clean" else m.channel_features(w, batch_size=64)[0]
-            z_rec, z_err = np.empty(f.shape[:2]), np.empty(f.shape[:2])
-            for r in np.unique(clean_rec):
-                sel = clean_rec == r
-                z_rec[sel] = z_from(f[sel], f_all[rec_ids == r])
-                z_err[sel] = z_from(f[sel][..., :1], f_all[rec_ids == r][..., :1])
+            for var in variants if m.hierarchical else variants[:1]:
+                use = [FEATURES.index(v) for v in var]
+                z = np.empty(f.shape[:2])
+                for r in np.unique(clean_rec):
+                    sel = clean_rec == r
+                    z[sel] = z_from(f[sel], f_all[rec_ids == r], use)
+                tag = " + ".join(var) + ", recording ref." + (", default" if var == default else "")
+                scores.setdefault(f"{name} ({tag})", {})[kind] = z.max(1)
             if m.hierarchical:
-                scores.setdefault(f"{name} (error + level-1 KL, recording ref., default)", {})[kind] = z_rec.max(1)
-                scores.setdefault(f"{name} (error + level-1 KL, training ref.)", {})[kind] = m._standardise(f, "training").max(1)
-            scores.setdefault(f"{name} (error only, recording ref.)", {})[kind] = z_err.max(1)
+                scores.setdefault(f"{name} ({' + '.join(default)}, training ref.)", {})[kind] = m._standardise(f, "training").max(1)
             scores.setdefault(f"{name} (channel-mean error, as in the paper)", {})[kind] = f[..., 0].mean(1)
     for kind, w in sets.items():
         ptp = np.maximum(np.ptp(w, axis=-1), 1e-6)
@@ -223,8 +230,7 @@ def main(argv=None):
     print("| model | clean held-out | " + " | ".join(KINDS) + " |")
     print("|---" * (len(KINDS) + 2) + "|")
     for name, m in models.items():
-        key = "error + level-1 KL, recording ref., default" if m.hierarchical else "error only, recording ref."
-        by_kind = scores[f"{name} ({key})"]
+        by_kind = scores[f"{name} ({' + '.join(m.score_features)}, recording ref., default)"]
         thr = float(m.threshold)
         print(f"| {name} (thr {thr:.2f}) | {np.mean(by_kind['clean'] > thr):.3f} | "
               + " | ".join(f"{np.mean(by_kind[k] > thr):.3f}" for k in KINDS) + " |")

@@ -64,6 +64,9 @@ logger = logging.getLogger("neurodecode")
 
 __all__ = ["HVEEGNet", "QCScores", "match_channels", "CHANNELS_1020"]
 
+# per-channel quantities computed for each window (see HVEEGNet.channel_features)
+FEATURES = ("error", "kl", "kl_peak")
+
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
     "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "O2",
@@ -282,6 +285,9 @@ class HVEEGNet(nn.Module):
         clean training windows (fixed).
     min_reference_windows : int
         Fewer windows than this fall back to the training reference.
+    score_features : sequence of {"error", "kl", "kl_peak"}
+        Which per-channel quantities enter the score (see :meth:`channel_features`); the
+        vEEGNet ablation only has ``"error"``.
     """
 
     def __init__(
@@ -306,6 +312,7 @@ class HVEEGNet(nn.Module):
         threshold_quantile=0.99,
         reference="recording",
         min_reference_windows=30,
+        score_features=("error", "kl", "kl_peak"),
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -322,6 +329,11 @@ class HVEEGNet(nn.Module):
         )
         check_option("reference", reference, ("recording", "training"))
         self.reference, self.min_reference_windows = reference, int(min_reference_windows)
+        allowed = FEATURES if hierarchical else FEATURES[:1]  # vEEGNet has no per-channel latent
+        for f in score_features:
+            check_option("score_features", f, FEATURES)
+        self.score_features = [f for f in allowed if f in score_features]
+        self.config["score_features"] = list(self.score_features)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
@@ -357,7 +369,7 @@ class HVEEGNet(nn.Module):
         # stride-1 transposed convs give T + (k + 1) % 2 samples with this padding; cropped to T
         self.final_layer = nn.ConvTranspose2d(F1, 1, (1, kernel_length), padding=(0, (kernel_length - 1) // 2), bias=False)
         # calibration, filled by ``calibrate`` and saved with the weights
-        nf = 2 if self.hierarchical else 1
+        nf = len(FEATURES) if self.hierarchical else 1
         self.register_buffer("channel_median", torch.zeros(n_chans, nf))
         self.register_buffer("channel_iqr", torch.ones(n_chans, nf))
         self.register_buffer("threshold", torch.tensor(float("inf")))
@@ -404,7 +416,8 @@ class HVEEGNet(nn.Module):
         if self.hierarchical:
             d, k1 = self._residual_level(d, h1, self.p1, self.q1, self.z1_in, sample)
             kl.append(k1.flatten(1).sum(1))
-            self._last_kl1_channel = k1.sum((1, 3))  # (B, C): level-1 information per channel
+            per_sample = k1.sum(1)  # (B, C, T): level-1 information per channel and sample
+            self._last_kl1 = (per_sample.sum(-1), per_sample.amax(-1))
         recon = self.final_layer(d)[:, 0, :, : self.n_times] * self.input_scale_uv
         return recon, kl
 
@@ -444,8 +457,8 @@ class HVEEGNet(nn.Module):
 
     @property
     def n_features(self):
-        """Per-channel features scored: soft-DTW error, plus level-1 KL when hierarchical."""
-        return 2 if self.hierarchical else 1
+        """Per-channel features computed: soft-DTW error, plus two level-1 KL summaries when hierarchical."""
+        return len(FEATURES) if self.hierarchical else 1
 
     @torch.no_grad()
     def channel_features(self, windows, batch_size=64):
@@ -462,6 +475,8 @@ class HVEEGNet(nn.Module):
             ``[..., 1]`` (hvEEGNet only): KL divergence of the level-1 latent summed over that
             channel's latent maps and time, i.e. how much information about the channel the
             encoder had to pass beyond what the decoder predicted from the deeper levels.
+            ``[..., 2]`` (hvEEGNet only): the largest per-sample value of that KL over time, which
+            a short transient (a 40 ms spike is 5 of 128 samples) raises far more than the sum.
         recon : ndarray, shape (n_windows, n_chans, n_times)
         """
         was = self.training
@@ -473,7 +488,7 @@ class HVEEGNet(nn.Module):
                 r, _ = self(x, sample=False)
                 b, c, t = x.shape
                 e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
-                f = [e] + ([self._last_kl1_channel] if self.hierarchical else [])
+                f = [e] + (list(self._last_kl1) if self.hierarchical else [])
                 feats.append(torch.stack(f, -1).numpy())
                 recs.append(r.numpy())
         finally:
@@ -502,6 +517,7 @@ class HVEEGNet(nn.Module):
         if features.ndim == 2:
             features = features[..., None]
         nf = features.shape[-1]
+        use = [FEATURES.index(f) for f in self.score_features if FEATURES.index(f) < nf]
         if reference == "recording" and len(features) >= self.min_reference_windows:
             q25, med, q75 = np.percentile(features, [25, 50, 75], axis=0)
             iqr = np.maximum(q75 - q25, 1e-6)
@@ -509,8 +525,8 @@ class HVEEGNet(nn.Module):
             med, iqr = self.channel_median.numpy()[:, :nf], self.channel_iqr.numpy()[:, :nf]
         z = (features - med) / iqr
         if nf > 1:
-            z[..., 1:] = np.abs(z[..., 1:])
-        return z.max(-1)
+            z[..., 1:] = np.abs(z[..., 1:])  # the KL summaries count in both directions
+        return z[..., use].max(-1)
 
     def calibrate(self, windows, groups=None, batch_size=64):
         """Set the per-channel statistics and the threshold from clean windows.

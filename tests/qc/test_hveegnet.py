@@ -172,3 +172,18 @@ def test_reference_modes_and_grouped_calibration(model):
     thr_grouped = float(model.calibrate(w, groups=np.repeat([0, 1], [32, len(w) - 32])).threshold)
     thr_pooled = float(model.calibrate(w).threshold)
     assert np.isfinite(thr_grouped) and thr_grouped != thr_pooled
+
+
+def test_score_features_config():
+    assert HVEEGNet(hierarchical=False).score_features == ["error"]
+    hv = HVEEGNet(score_features=("kl_peak", "error"))
+    assert hv.score_features == ["error", "kl_peak"] and hv.n_features == 3
+    with pytest.raises(ValueError, match="'score_features' parameter"):
+        HVEEGNet(score_features=("bogus",))
+    feats, _ = hv.channel_features(np.random.default_rng(0).normal(0, 20, (3, 19, 128)).astype(np.float32))
+    assert feats.shape == (3, 19, 3)
+    assert (feats[..., 2] <= feats[..., 1] + 1e-4).all()  # the peak of a non-negative KL is below its sum
+    # only the selected features enter the score
+    only_error = HVEEGNet(score_features=("error",))
+    only_error.load_state_dict(hv.state_dict())
+    np.testing.assert_allclose(only_error._standardise(feats), (feats[..., 0] - 0.0) / 1.0)

@@ -21,18 +21,19 @@ summed over channels and averaged over the batch, plus the sum of the KL terms
 Quality control
 ---------------
 ``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz). For each
-window and channel it computes two quantities: the soft-DTW reconstruction error per sample
-(the paper's measure), and the KL divergence of the level-1 latent summed over that channel,
-i.e. how much information about the channel had to bypass the deeper levels. A model that
-reconstructs EEG this well also reconstructs most artifacts, so the error alone misses many of
-them, while the information an artifact costs shows up in the KL (high for spikes, steps and
-bursts, abnormally low for a flat channel). Each quantity becomes a robust z-score per channel
-(median and IQR over the recording's own windows by default, ``reference="recording"``; the KL
-counts in both directions); a window's score is the largest over channels and quantities, so one
-bad channel is enough. ``annotate`` marks windows above a threshold set to a quantile
-(``threshold_quantile``, 0.99 in the shipped weights) of the scores of clean training
-recordings computed the same way. The vEEGNet ablation has no per-channel latent and scores the
-error alone.
+window and channel it computes the soft-DTW reconstruction error per sample (the paper's
+measure) and two summaries of the level-1 KL divergence of that channel: its sum over time
+(how much information about the channel had to bypass the deeper levels) and its largest
+per-sample value (short transients). A model that reconstructs EEG this well also reconstructs
+most artifacts, so the error alone misses many of them, while the information an artifact costs
+shows up in the KL (high for spikes, steps and bursts, low for a flat channel). Each quantity
+becomes a robust z-score per channel (median and IQR over the recording's own windows by
+default, ``reference="recording"``; the KL summaries count in both directions); a window's score
+is the largest over channels and over the quantities in ``score_features`` (default: the two KL
+summaries, chosen on the validation subject), so one bad channel is enough. ``annotate`` marks
+windows above a threshold set to a quantile (``threshold_quantile``, 0.99 in the shipped weights)
+of the scores of the training recordings computed the same way. The vEEGNet ablation has no
+per-channel latent and scores the error alone.
 
 Channel-set policy
 ------------------
@@ -312,7 +313,7 @@ class HVEEGNet(nn.Module):
         threshold_quantile=0.99,
         reference="recording",
         min_reference_windows=30,
-        score_features=("error", "kl", "kl_peak"),
+        score_features=("kl", "kl_peak"),
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -332,7 +333,7 @@ class HVEEGNet(nn.Module):
         allowed = FEATURES if hierarchical else FEATURES[:1]  # vEEGNet has no per-channel latent
         for f in score_features:
             check_option("score_features", f, FEATURES)
-        self.score_features = [f for f in allowed if f in score_features]
+        self.score_features = [f for f in allowed if f in score_features] or ["error"]
         self.config["score_features"] = list(self.score_features)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)

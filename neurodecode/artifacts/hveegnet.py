@@ -518,7 +518,8 @@ class HVEEGNet(nn.Module):
         if features.ndim == 2:
             features = features[..., None]
         nf = features.shape[-1]
-        use = [FEATURES.index(f) for f in self.score_features if FEATURES.index(f) < nf]
+        # a 2-D input (the error alone) is scored as such, whatever ``score_features`` says
+        use = [FEATURES.index(f) for f in self.score_features if FEATURES.index(f) < nf] if nf > 1 else [0]
         if reference == "recording" and len(features) >= self.min_reference_windows:
             q25, med, q75 = np.percentile(features, [25, 50, 75], axis=0)
             iqr = np.maximum(q75 - q25, 1e-6)

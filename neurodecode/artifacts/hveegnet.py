@@ -239,10 +239,6 @@ class QCScores:
         }
 
 
-class _Cell(nn.Sequential):
-    pass
-
-
 class HVEEGNet(nn.Module):
     """Hierarchical VAE on EEGNet blocks (hvEEGNet), with QC scoring on Raw/Epochs.
 
@@ -340,7 +336,6 @@ class HVEEGNet(nn.Module):
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
         F = F1 * D
         L1, L2, L3 = latent_channels
-        same = "same"
         # encoder: three EEGNet cells
         self.enc1 = nn.Sequential(nn.Conv2d(1, F1, (1, kernel_length), padding=(0, kernel_length // 2), bias=False), nn.BatchNorm2d(F1))
         self.enc2 = nn.Sequential(

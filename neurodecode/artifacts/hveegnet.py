@@ -20,12 +20,20 @@ summed over channels and averaged over the batch, plus the sum of the KL terms
 
 Quality control
 ---------------
-``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz), and for
-each window and channel computes the soft-DTW reconstruction error per sample. Each channel's
-error is standardised by its median and inter-quartile range on clean training windows, and
-the window's score is the largest standardised channel error (one bad channel is enough to
-flag a window). ``annotate`` marks windows whose score exceeds a threshold set to a quantile
-(``threshold_quantile``, 0.99 in the shipped weights) of the scores of clean training windows.
+``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz). For each
+window and channel it computes the soft-DTW reconstruction error per sample (the paper's
+measure) and two summaries of the level-1 KL divergence of that channel: its sum over time
+(how much information about the channel had to bypass the deeper levels) and its largest
+per-sample value (short transients). A model that reconstructs EEG this well also reconstructs
+most artifacts, so the error alone misses many of them, while the information an artifact costs
+shows up in the KL (high for spikes, steps and bursts, low for a flat channel). Each quantity
+becomes a robust z-score per channel (median and IQR over the recording's own windows by
+default, ``reference="recording"``; the KL summaries count in both directions); a window's score
+is the largest over channels and over the quantities in ``score_features`` (default: the two KL
+summaries, chosen on the validation subject), so one bad channel is enough. ``annotate`` marks
+windows above a threshold set to a quantile (``threshold_quantile``, 0.99 in the shipped weights)
+of the scores of the training recordings computed the same way. The vEEGNet ablation has no
+per-channel latent and scores the error alone.
 
 Channel-set policy
 ------------------
@@ -56,6 +64,9 @@ from .soft_dtw import soft_dtw
 logger = logging.getLogger("neurodecode")
 
 __all__ = ["HVEEGNet", "QCScores", "match_channels", "CHANNELS_1020"]
+
+# per-channel quantities computed for each window (see HVEEGNet.channel_features)
+FEATURES = ("error", "kl", "kl_peak")
 
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
@@ -180,13 +191,15 @@ class QCScores:
     channel_errors : ndarray, shape (n_windows, n_chans)
         Soft-DTW reconstruction error per sample (uV^2) for each model channel.
     channel_scores : ndarray, shape (n_windows, n_chans)
-        ``channel_errors`` standardised by the clean-training median and IQR of each channel.
+        Robust z-scores of the error and of the level-1 KL, per channel (see ``HVEEGNet._standardise``).
     ch_names : list of str
         Model channel names (columns of the two arrays above).
     threshold : float
         Threshold used by :meth:`HVEEGNet.annotate`.
     interpolated : list of str
         Model channels filled by interpolation (empty unless asked for).
+    channel_kl : ndarray, shape (n_windows, n_chans) | None
+        Level-1 KL per channel (hvEEGNet only).
     """
 
     onsets: np.ndarray
@@ -197,6 +210,7 @@ class QCScores:
     ch_names: list
     threshold: float
     interpolated: list = field(default_factory=list)
+    channel_kl: np.ndarray = None
 
     @property
     def flagged(self):
@@ -204,12 +218,17 @@ class QCScores:
         return self.scores > self.threshold
 
     def summary(self, n_worst=3):
-        """Share of windows flagged and the channels most often worst in flagged windows."""
+        """Share of windows flagged and the channels most often worst in flagged windows.
+
+        Channels are ranked by how many flagged windows they are the worst channel of, ties
+        broken by their highest score.
+        """
         flagged = self.flagged
         worst = []
         if flagged.any():
             counts = np.bincount(self.channel_scores[flagged].argmax(1), minlength=len(self.ch_names))
-            order = np.argsort(counts)[::-1][:n_worst]
+            peak = self.channel_scores[flagged].max(0)
+            order = np.lexsort((-peak, -counts))[:n_worst]  # most often worst, then highest score
             worst = [(self.ch_names[i], int(counts[i])) for i in order if counts[i] > 0]
         return {
             "n_windows": int(len(self.scores)),
@@ -218,10 +237,6 @@ class QCScores:
             "worst_channels": worst,
             "threshold": float(self.threshold),
         }
-
-
-class _Cell(nn.Sequential):
-    pass
 
 
 class HVEEGNet(nn.Module):
@@ -261,6 +276,15 @@ class HVEEGNet(nn.Module):
         outputs multiplied back, so the loss stays in uV as in the paper.
     threshold_quantile : float
         Quantile of clean-training scores used as the annotation threshold.
+    reference : "recording" | "training"
+        Where the per-channel error statistics that standardise scores come from: the scored
+        recording itself (robust median/IQR over its windows; adapts to its amplitude) or the
+        clean training windows (fixed).
+    min_reference_windows : int
+        Fewer windows than this fall back to the training reference.
+    score_features : sequence of {"error", "kl", "kl_peak"}
+        Which per-channel quantities enter the score (see :meth:`channel_features`); the
+        vEEGNet ablation only has ``"error"``.
     """
 
     def __init__(
@@ -283,6 +307,9 @@ class HVEEGNet(nn.Module):
         beta=1.0,
         input_scale_uv=20.0,
         threshold_quantile=0.99,
+        reference="recording",
+        min_reference_windows=30,
+        score_features=("kl", "kl_peak"),
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -295,14 +322,20 @@ class HVEEGNet(nn.Module):
             kernel_length=kernel_length, separable_kernel=separable_kernel, pool=pool,
             latent_channels=list(latent_channels), hierarchical=bool(hierarchical), dropout=dropout,
             gamma=gamma, alpha=alpha, beta=beta, input_scale_uv=input_scale_uv,
-            threshold_quantile=threshold_quantile,
+            threshold_quantile=threshold_quantile, reference=reference, min_reference_windows=min_reference_windows,
         )
+        check_option("reference", reference, ("recording", "training"))
+        self.reference, self.min_reference_windows = reference, int(min_reference_windows)
+        allowed = FEATURES if hierarchical else FEATURES[:1]  # vEEGNet has no per-channel latent
+        for f in score_features:
+            check_option("score_features", f, FEATURES)
+        self.score_features = [f for f in allowed if f in score_features] or ["error"]
+        self.config["score_features"] = list(self.score_features)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
         F = F1 * D
         L1, L2, L3 = latent_channels
-        same = "same"
         # encoder: three EEGNet cells
         self.enc1 = nn.Sequential(nn.Conv2d(1, F1, (1, kernel_length), padding=(0, kernel_length // 2), bias=False), nn.BatchNorm2d(F1))
         self.enc2 = nn.Sequential(
@@ -332,8 +365,9 @@ class HVEEGNet(nn.Module):
         # stride-1 transposed convs give T + (k + 1) % 2 samples with this padding; cropped to T
         self.final_layer = nn.ConvTranspose2d(F1, 1, (1, kernel_length), padding=(0, (kernel_length - 1) // 2), bias=False)
         # calibration, filled by ``calibrate`` and saved with the weights
-        self.register_buffer("channel_median", torch.zeros(n_chans))
-        self.register_buffer("channel_iqr", torch.ones(n_chans))
+        nf = len(FEATURES) if self.hierarchical else 1
+        self.register_buffer("channel_median", torch.zeros(n_chans, nf))
+        self.register_buffer("channel_iqr", torch.ones(n_chans, nf))
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.input_scale_uv = float(input_scale_uv)
         self.threshold_quantile = float(threshold_quantile)
@@ -373,11 +407,13 @@ class HVEEGNet(nn.Module):
         d = self.dec3(self._sample(mu3, lv3, sample))[..., : self.n_times]  # (B, F, 1, T)
         if self.hierarchical:
             d, k2 = self._residual_level(d, h2, self.p2, self.q2, self.z2_in, sample)
-            kl.append(k2)
+            kl.append(k2.flatten(1).sum(1))
         d = self.dec2(d)  # (B, F1, C, T)
         if self.hierarchical:
             d, k1 = self._residual_level(d, h1, self.p1, self.q1, self.z1_in, sample)
-            kl.append(k1)
+            kl.append(k1.flatten(1).sum(1))
+            per_sample = k1.sum(1)  # (B, C, T): level-1 information per channel and sample
+            self._last_kl1 = (per_sample.sum(-1), per_sample.amax(-1))
         recon = self.final_layer(d)[:, 0, :, : self.n_times] * self.input_scale_uv
         return recon, kl
 
@@ -387,9 +423,9 @@ class HVEEGNet(nn.Module):
         dmu, dlv = post_net(torch.cat((h, d), dim=1)).chunk(2, dim=1)
         lv_p, dlv = lv_p.clamp(-12, 8), dlv.clamp(-12, 8)
         # KL(N(mu_p + dmu, s_p^2 e^dlv) || N(mu_p, s_p^2)) in closed form (NVAE eq. 2)
-        kl = 0.5 * (dmu.pow(2) / lv_p.exp() + dlv.exp() - 1 - dlv).flatten(1).sum(1)
+        kl_map = 0.5 * (dmu.pow(2) / lv_p.exp() + dlv.exp() - 1 - dlv)
         z = self._sample(mu_p + dmu, lv_p + dlv, sample)
-        return d + z_in(z), kl
+        return d + z_in(z), kl_map
 
     def loss(self, x, recon_loss="soft_dtw"):
         """Paper loss: ``alpha * soft-DTW per channel (summed) + beta * sum of KL``, batch mean.
@@ -415,9 +451,14 @@ class HVEEGNet(nn.Module):
         kl_total = torch.stack(kl).sum(0).mean()
         return self.alpha * rec + self.beta * kl_total, rec, kl_total
 
+    @property
+    def n_features(self):
+        """Per-channel features computed: soft-DTW error, plus two level-1 KL summaries when hierarchical."""
+        return len(FEATURES) if self.hierarchical else 1
+
     @torch.no_grad()
-    def channel_errors(self, windows, batch_size=64):
-        """Soft-DTW reconstruction error per sample for each window and channel.
+    def channel_features(self, windows, batch_size=64):
+        """Per-window, per-channel quantities that the quality score is built from.
 
         Parameters
         ----------
@@ -425,48 +466,92 @@ class HVEEGNet(nn.Module):
 
         Returns
         -------
-        errors : ndarray, shape (n_windows, n_chans)
+        features : ndarray, shape (n_windows, n_chans, n_features)
+            ``[..., 0]``: soft-DTW reconstruction error per sample (uV^2), as in the paper.
+            ``[..., 1]`` (hvEEGNet only): KL divergence of the level-1 latent summed over that
+            channel's latent maps and time, i.e. how much information about the channel the
+            encoder had to pass beyond what the decoder predicted from the deeper levels.
+            ``[..., 2]`` (hvEEGNet only): the largest per-sample value of that KL over time, which
+            a short transient (a 40 ms spike is 5 of 128 samples) raises far more than the sum.
         recon : ndarray, shape (n_windows, n_chans, n_times)
         """
         was = self.training
         self.eval()
-        errs, recs = [], []
+        feats, recs = [], []
         try:
             for i in range(0, len(windows), batch_size):
                 x = torch.as_tensor(np.asarray(windows[i:i + batch_size]), dtype=torch.float32)
                 r, _ = self(x, sample=False)
                 b, c, t = x.shape
                 e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
-                errs.append(e.numpy())
+                f = [e] + (list(self._last_kl1) if self.hierarchical else [])
+                feats.append(torch.stack(f, -1).numpy())
                 recs.append(r.numpy())
         finally:
             self.train(was)
-        if not errs:
-            return np.zeros((0, self.n_chans)), np.zeros((0, self.n_chans, self.n_times))
-        return np.concatenate(errs), np.concatenate(recs)
+        if not feats:
+            return np.zeros((0, self.n_chans, self.n_features)), np.zeros((0, self.n_chans, self.n_times))
+        return np.concatenate(feats), np.concatenate(recs)
 
-    def _standardise(self, errors):
-        med = self.channel_median.numpy()
-        iqr = self.channel_iqr.numpy()
-        return (errors - med) / iqr
+    def channel_errors(self, windows, batch_size=64):
+        """Soft-DTW reconstruction error per sample, shape (n_windows, n_chans), and the reconstruction."""
+        f, r = self.channel_features(windows, batch_size)
+        return f[..., 0], r
 
-    def calibrate(self, windows, batch_size=64):
+    def _standardise(self, features, reference="training"):
+        """Per-channel scores from features, shape (n_windows, n_chans).
+
+        Each feature is turned into a robust z-score per channel. ``reference="training"`` uses
+        the clean-training median/IQR stored with the weights; ``"recording"`` the median/IQR of
+        ``features`` itself, which adapts to a recording's overall amplitude and stays valid
+        while a minority of its windows are corrupted (fewer than ``min_reference_windows``
+        windows fall back to training). The reconstruction error counts when too high; the
+        level-1 KL in both directions (too little information is a flat or dead channel). A
+        channel's score is the largest of these. A 2-D input is read as the error alone.
+        """
+        features = np.asarray(features)
+        if features.ndim == 2:
+            features = features[..., None]
+        nf = features.shape[-1]
+        # a 2-D input (the error alone) is scored as such, whatever ``score_features`` says
+        use = [FEATURES.index(f) for f in self.score_features if FEATURES.index(f) < nf] if nf > 1 else [0]
+        if reference == "recording" and len(features) >= self.min_reference_windows:
+            q25, med, q75 = np.percentile(features, [25, 50, 75], axis=0)
+            iqr = np.maximum(q75 - q25, 1e-6)
+        else:
+            med, iqr = self.channel_median.numpy()[:, :nf], self.channel_iqr.numpy()[:, :nf]
+        z = (features - med) / iqr
+        if nf > 1:
+            z[..., 1:] = np.abs(z[..., 1:])  # the KL summaries count in both directions
+        return z[..., use].max(-1)
+
+    def calibrate(self, windows, groups=None, batch_size=64):
         """Set the per-channel statistics and the threshold from clean windows.
 
         Parameters
         ----------
         windows : ndarray, shape (n_windows, n_chans, n_times)
             Clean training windows (uV, demeaned), as made by :meth:`windows_from_array`.
+        groups : ndarray, shape (n_windows,) | None
+            Recording of each window. With ``reference="recording"`` the threshold is the
+            ``threshold_quantile`` of scores standardised within each recording, exactly as
+            :meth:`score` does on a new recording.
 
         Returns
         -------
         self
         """
-        errors, _ = self.channel_errors(windows, batch_size)
+        errors, _ = self.channel_features(windows, batch_size)
         q25, med, q75 = np.percentile(errors, [25, 50, 75], axis=0)
         self.channel_median.copy_(torch.as_tensor(med, dtype=torch.float32))
         self.channel_iqr.copy_(torch.as_tensor(np.maximum(q75 - q25, 1e-6), dtype=torch.float32))
-        scores = self._standardise(errors).max(1)
+        if groups is None or self.reference == "training":
+            scores = self._standardise(errors).max(1)
+        else:
+            groups = np.asarray(groups)
+            scores = np.concatenate([
+                self._standardise(errors[groups == g], self.reference).max(1) for g in np.unique(groups)
+            ])
         self.threshold.copy_(torch.tensor(float(np.quantile(scores, self.threshold_quantile))))
         return self
 
@@ -636,7 +721,7 @@ class HVEEGNet(nn.Module):
                 if not len(sel):
                     continue
                 w = self._raw_windows(inst, picks, mat, sel)
-                e, r = self.channel_errors(w, batch_size)
+                e, r = self.channel_features(w, batch_size)
                 errs.append(e)
                 onsets.append(sel / self.sfreq)
                 durs.append(np.full(len(sel), win_s))
@@ -651,7 +736,7 @@ class HVEEGNet(nn.Module):
             for i in range(len(inst)):
                 data = self._assemble(lambda p: inst.get_data(picks=p, item=[i])[0], picks, mat, self.n_chans)
                 w, _ = self.windows_from_array(data, sf)
-                e, r = self.channel_errors(w, batch_size)
+                e, r = self.channel_features(w, batch_size)
                 worst = self._standardise(e).max(1).argmax()
                 errs.append(e[worst:worst + 1])
                 onsets.append(np.array([float(i)]))
@@ -661,11 +746,12 @@ class HVEEGNet(nn.Module):
                     recs.append(r[worst:worst + 1])
         else:
             raise UsageError(f"score expects an mne Raw or Epochs, got {type(inst).__name__}.")
-        errors = np.concatenate(errs)
-        ch_scores = self._standardise(errors)
+        feats = np.concatenate(errs)
+        ch_scores = self._standardise(feats, self.reference)
         out = QCScores(
             onsets=np.concatenate(onsets), durations=np.concatenate(durs), scores=ch_scores.max(1),
-            channel_errors=errors, channel_scores=ch_scores, ch_names=list(self.ch_names),
+            channel_errors=feats[..., 0], channel_scores=ch_scores,
+            channel_kl=feats[..., 1] if feats.shape[-1] > 1 else None, ch_names=list(self.ch_names),
             threshold=float(self.threshold.item()), interpolated=interp,
         )
         if return_recon:
@@ -767,7 +853,14 @@ class HVEEGNet(nn.Module):
         except Exception as err:
             raise InputFileError(f"{path}: not an hvEEGNet weights file ({err}).") from err
         model = cls(**config)
-        model.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        own = model.state_dict()
+        for key in ("channel_median", "channel_iqr"):
+            # weights calibrated by an older version: keep the network, drop the stale statistics
+            if key in state and state[key].shape != own[key].shape:
+                state[key] = own[key]
+                state["threshold"] = own["threshold"]
+        model.load_state_dict(state)
         model.metadata = meta
         model.eval()
         return model

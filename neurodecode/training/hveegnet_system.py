@@ -52,7 +52,7 @@ def eegmmidb_windows(model, subjects, runs=(4, 8, 12), root=None, stride_s=None)
     -------
     windows : ndarray, shape (n_windows, n_chans, n_times), float32, uV
     groups : ndarray, shape (n_windows,)
-        Subject number of each window.
+        Recording of each window, ``100 * subject + run``.
     """
     from ..io import read_raw
     from ..artifacts.hveegnet import match_channels
@@ -69,7 +69,7 @@ def eegmmidb_windows(model, subjects, runs=(4, 8, 12), root=None, stride_s=None)
             picks, _ = match_channels(raw.info, model.ch_names, source=str(path))
             w, _ = model.windows_from_array(raw.get_data(picks=picks), raw.info["sfreq"], stride=stride)
             out.append(w)
-            groups.append(np.full(len(w), s))
+            groups.append(np.full(len(w), 100 * s + r))
     return np.concatenate(out), np.concatenate(groups)
 
 
@@ -108,7 +108,7 @@ class HVEEGNetDataModule(L.LightningDataModule):
     def setup_for(self, model):
         if getattr(self, "train_x", None) is not None:
             return
-        self.train_x, _ = eegmmidb_windows(model, self.train_subjects, self.runs)
+        self.train_x, self.train_groups = eegmmidb_windows(model, self.train_subjects, self.runs)
         val_x, _ = eegmmidb_windows(model, self.val_subjects, self.runs)
         rng = np.random.default_rng(self.seed)
         self.val_x = val_x[rng.permutation(len(val_x))[: self.val_windows]]
@@ -213,7 +213,7 @@ def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None):
     best = torch.load(ckpt.best_model_path, weights_only=True, map_location="cpu")["state_dict"]
     system.load_state_dict(best)
     model = system.model.eval()
-    model.calibrate(dm.train_x)
+    model.calibrate(dm.train_x, groups=dm.train_groups)
     info = {
         "train_windows": len(dm.train_x), "val_windows": len(dm.val_x),
         "best_val_loss": float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan"),
@@ -232,8 +232,28 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--log-dir", default=None, help="Lightning log folder (default results/hveegnet)")
+    p.add_argument("--calibrate-only", default=None, metavar="WEIGHTS",
+                   help="Do not train: load WEIGHTS, recalibrate on the config's training subjects, save to --out.")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.calibrate_only:
+        import json
+
+        from safetensors import safe_open
+
+        init, _ = _build(args.config)
+        model = HVEEGNet.from_pretrained(args.calibrate_only)
+        x, groups = eegmmidb_windows(model, init.data.train_subjects, init.data.runs)
+        model.calibrate(x, groups=groups)
+        with safe_open(str(args.calibrate_only), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        info = json.loads(meta.get("training", "{}"))
+        info.update(threshold=float(model.threshold), calibration="recalibrated per recording (reference=%s)" % model.reference)
+        meta["training"] = json.dumps(info)
+        meta.pop("config", None), meta.pop("format", None)
+        model.save_pretrained(args.out, metadata=meta, overwrite=args.overwrite)
+        print(info)
+        return
     _, info = train(args.config, args.out, overwrite=args.overwrite, max_epochs=args.max_epochs, log_dir=args.log_dir)
     print(info)
 

@@ -155,3 +155,35 @@ def test_epochs_scoring(model):
     short = mne.make_fixed_length_epochs(raw, duration=0.5, verbose="error")
     with pytest.raises(InputFileError, match="shorter than one"):
         model.score(short)
+
+
+def test_reference_modes_and_grouped_calibration(model):
+    rng = np.random.default_rng(0)
+    errors = rng.gamma(2.0, 10.0, size=(40, 19)) * 3  # a recording with errors three times larger
+    z_rec = model._standardise(errors, "recording")
+    z_train = model._standardise(errors, "training")
+    assert abs(np.median(z_rec)) < 0.2  # centred on its own recording
+    assert not np.allclose(z_rec, z_train)
+    # too few windows: fall back to the training statistics
+    np.testing.assert_allclose(model._standardise(errors[:5], "recording"), z_train[:5])
+    with pytest.raises(ValueError, match="'reference' parameter"):
+        HVEEGNet(reference="other")
+    w, _ = model.windows_from_array(_raw(64, seed=6).get_data(), SF)
+    thr_grouped = float(model.calibrate(w, groups=np.repeat([0, 1], [32, len(w) - 32])).threshold)
+    thr_pooled = float(model.calibrate(w).threshold)
+    assert np.isfinite(thr_grouped) and thr_grouped != thr_pooled
+
+
+def test_score_features_config():
+    assert HVEEGNet(hierarchical=False).score_features == ["error"]
+    hv = HVEEGNet(score_features=("kl_peak", "error"))
+    assert hv.score_features == ["error", "kl_peak"] and hv.n_features == 3
+    with pytest.raises(ValueError, match="'score_features' parameter"):
+        HVEEGNet(score_features=("bogus",))
+    feats, _ = hv.channel_features(np.random.default_rng(0).normal(0, 20, (3, 19, 128)).astype(np.float32))
+    assert feats.shape == (3, 19, 3)
+    assert (feats[..., 2] <= feats[..., 1] + 1e-4).all()  # the peak of a non-negative KL is below its sum
+    # only the selected features enter the score
+    only_error = HVEEGNet(score_features=("error",))
+    only_error.load_state_dict(hv.state_dict())
+    np.testing.assert_allclose(only_error._standardise(feats), (feats[..., 0] - 0.0) / 1.0)

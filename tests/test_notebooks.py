@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+# Notebooks whose own test executes them and checks their outputs (not run twice).
+DEDICATED = {"decoding_tutorial.ipynb": "tests/decoding/test_decoding_notebook.py"}
+NOTEBOOKS = sorted(p for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb") if p.name not in DEDICATED)
+
+
+def test_dedicated_notebook_tests_exist():
+    root = Path(__file__).resolve().parents[1]
+    for nb, test in DEDICATED.items():
+        assert (root / "notebooks" / nb).exists() and (root / test).exists(), (nb, test)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

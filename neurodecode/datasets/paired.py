@@ -407,6 +407,7 @@ def build_simulated_pairs(
     sfreq=160.0,
     encoder="efficientnet_lite0",
     checkpoint=None,
+    encoder_size=None,
     cache_dir=None,
     seed=0,
 ):
@@ -442,15 +443,17 @@ def build_simulated_pairs(
     n_sources : int
         Latent dimensions the brain signal carries.
     lowpass_sigma : float
-        Uniform Gaussian blur (pixels at the encoder input, 224) applied to the images before
+        Uniform Gaussian blur (pixels of a 224-px image) applied to the images before
         computing what the brain carries; 0 = the brain carries the sharp image's features. (UBP's
         blur prior is foveated, so it never sees exactly the simulator's blur.)
     latency_jitter : float
         Standard deviation (s) of the per-trial shift of all time courses.
     n_times, sfreq : int, float
         Epoch length (samples) and sampling rate; epochs start at stimulus onset.
-    encoder, checkpoint : str, path-like
+    encoder, checkpoint : str or ImageEncoder, path-like
         Image encoder (see :func:`neurodecode.decoders.image_encoders.get_image_encoder`).
+    encoder_size : int | None
+        Input size of the default encoder (None: 224).
     cache_dir : path-like | None
         HDF5 embedding cache folder.
     seed : int
@@ -478,7 +481,7 @@ def build_simulated_pairs(
         keep = np.sort(np.random.default_rng(seed + 7).choice(len(images), int(n_images), replace=False))
         labels_kept = images.labels[keep]
         images = ImageSet(images.images[keep], labels_kept, images.label_names, images.source)
-    enc = get_image_encoder(encoder, checkpoint) if isinstance(encoder, str) else encoder
+    enc = get_image_encoder(encoder, checkpoint, image_size=encoder_size) if isinstance(encoder, str) else encoder
     embeds = encode_cached(enc, images.images, cache_dir=cache_dir)
     carried = embeds if lowpass_sigma <= 0 else encode_cached(enc, images.images, cache_dir=cache_dir,
                                                               blur_sigma=lowpass_sigma, fovea=False)
@@ -538,6 +541,7 @@ def build_simulated_pairs(
         "description": "Simulated paired brain/image data: real images, forward model, real background noise.",
         "modality": modality, "snr": float(snr), "n_sources": int(k), "lowpass_sigma": float(lowpass_sigma),
         "latency_jitter": float(latency_jitter), "encoder": enc.name, "encoder_checksum": enc.checksum,
+        "encoder_size": int(enc.preprocessing["size"]),
         "image_source": images.source, "noise_files": sorted(set(sources)), "seed": int(seed),
         "n_test_images": int(test_img.sum()), "n_train_images": int((~test_img).sum()),
     }

@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 DEFAULT_ENCODER = "efficientnet_lite0"
+# Blur levels are given in pixels of a 224-px image whatever the encoder's input size.
+REFERENCE_SIZE = 224
 _CACHE_VERSION = 1
 
 
@@ -212,7 +214,8 @@ class ImageEncoder:
         batch_size : int
             Images per forward pass.
         blur_sigma : float or array-like of shape (n,)
-            Gaussian blur (pixels at the encoder's input size) applied after resizing; 0 = none.
+            Gaussian blur applied after resizing, in pixels of a 224-px image (the UBP paper's
+            reference size; scaled to the encoder's input size); 0 = none.
         fovea : bool
             Foveated blur (see :func:`blur_images`) rather than uniform.
 
@@ -236,7 +239,8 @@ class ImageEncoder:
                     t = torch.from_numpy(chunk).permute(0, 3, 1, 2)
                     if t.shape[-2:] != (size, size):
                         t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-                    chunk = blur_images(t.clamp(0, 1).permute(0, 2, 3, 1).numpy(), s, fovea=fovea)
+                    s_eff = s * size / REFERENCE_SIZE
+                    chunk = blur_images(t.clamp(0, 1).permute(0, 2, 3, 1).numpy(), s_eff, fovea=fovea)
                 feats = self.model(self._to_tensor(np.ascontiguousarray(chunk)))
                 out[start : start + len(chunk)] = feats.float().cpu().numpy()
         return out
@@ -256,7 +260,7 @@ class ImageEncoder:
         }
 
 
-def _efficientnet_lite0(device):
+def _efficientnet_lite0(device, image_size=224):
     import timm
     import torch
 
@@ -278,7 +282,7 @@ def _efficientnet_lite0(device):
     model.load_state_dict(dict(zip(target.keys(), (v for _, v in src))))
     model.reset_classifier(0)  # pooled 1280-d features
     model.eval().to(device)
-    prep = {"size": 224, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "resize": "bilinear-antialias"}
+    prep = {"size": int(image_size), "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "resize": "bilinear-antialias"}
     return ImageEncoder("efficientnet_lite0", int(model.num_features), sha256_file(path), prep, model, device)
 
 
@@ -326,7 +330,7 @@ def _open_clip(arch, checkpoint, device):
     return ImageEncoder(f"open_clip:{arch}", dim, sha256_file(ckpt), prep, _ClipVisual(model), device)
 
 
-def get_image_encoder(name=DEFAULT_ENCODER, checkpoint=None, *, device="cpu"):
+def get_image_encoder(name=DEFAULT_ENCODER, checkpoint=None, *, device="cpu", image_size=None):
     """Return a frozen image encoder.
 
     Parameters
@@ -338,6 +342,9 @@ def get_image_encoder(name=DEFAULT_ENCODER, checkpoint=None, *, device="cpu"):
         Local open_clip checkpoint file (required for open_clip; ignored otherwise).
     device : str
         Torch device.
+    image_size : int | None
+        Input side for EfficientNet-Lite0 (default 224, its training size; smaller is faster on a
+        CPU, e.g. 128 for small images). open_clip models use their own size.
 
     Returns
     -------
@@ -353,7 +360,9 @@ def get_image_encoder(name=DEFAULT_ENCODER, checkpoint=None, *, device="cpu"):
     if not isinstance(name, str):
         raise UsageError(f"Invalid value for the 'name' parameter: expected a string, got {name!r}.")
     if name == "efficientnet_lite0":
-        return _efficientnet_lite0(device)
+        if image_size is not None and (int(image_size) != image_size or not 32 <= image_size <= 1024):
+            raise UsageError(f"Invalid value for the 'image_size' parameter: expected an int in [32, 1024], got {image_size!r}.")
+        return _efficientnet_lite0(device, 224 if image_size is None else int(image_size))
     if name.startswith("open_clip:") and len(name) > len("open_clip:"):
         return _open_clip(name.split(":", 1)[1], checkpoint, device)
     raise UsageError(
@@ -384,7 +393,7 @@ def encode_cached(encoder, images, *, cache_dir=None, blur_sigma=0.0, fovea=True
     cache_dir : path-like | None
         Folder of cache files (created if missing); ``None`` disables caching.
     blur_sigma : float
-        Blur level in pixels at the encoder's input size (one level per cache file).
+        Blur level in pixels of a 224-px image (one level per cache file).
     fovea : bool
         Foveated rather than uniform blur.
     overwrite : bool

@@ -73,8 +73,12 @@ def target_levels(data, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA,
         return np.repeat(data.embeds[:, None], 3, axis=1)
     if data.images is None:
         raise UsageError(f"blur={blur!r} needs the images themselves (to embed blurred copies); the data has none.")
-    enc = encoder if encoder is not None and not isinstance(encoder, str) else get_image_encoder(
-        encoder or data.meta.get("encoder", "efficientnet_lite0"), checkpoint)
+    if encoder is not None and not isinstance(encoder, str):
+        enc = encoder
+    else:
+        name = encoder or data.meta.get("encoder", "efficientnet_lite0")
+        size = data.meta.get("encoder_size") if name == "efficientnet_lite0" else None
+        enc = get_image_encoder(name, checkpoint, image_size=size)
     mid = encode_cached(enc, data.images, cache_dir=cache_dir, blur_sigma=sigma0, fovea=fovea)
     if blur == "fixed":
         return np.repeat(mid[:, None], 3, axis=1)
@@ -103,7 +107,7 @@ class RetrievalDataModule(L.LightningDataModule):
     Parameters
     ----------
     modality, snr, lowpass_sigma, n_subjects, n_test, image_source, n_images, n_sources, latency_jitter,
-    n_times, sfreq, seed
+    n_times, sfreq, encoder_size, seed
         Passed to :func:`~neurodecode.datasets.paired.build_simulated_pairs` (ignored when ``data`` is
         given).
     blur : {"none", "fixed", "uncertainty"}
@@ -127,7 +131,8 @@ class RetrievalDataModule(L.LightningDataModule):
         check_option("blur", blur, BLUR_MODES)
         self.sim_kwargs = dict(modality=modality, snr=snr, lowpass_sigma=lowpass_sigma, n_subjects=n_subjects,
                                n_test=n_test, image_source=image_source, n_images=n_images, n_sources=n_sources,
-                               latency_jitter=latency_jitter, n_times=n_times, sfreq=sfreq, seed=seed)
+                               latency_jitter=latency_jitter, n_times=n_times, sfreq=sfreq, seed=seed,
+                               encoder_size=encoder_size)
         self.blur, self.sigma0, self.delta = blur, float(sigma0), float(delta)
         self.val_fraction, self.batch_size, self.cache_dir, self.seed = val_fraction, batch_size, cache_dir, seed
         self.data = data

@@ -29,7 +29,7 @@ import numpy as np
 from ..utils import InputFileError, UsageError
 from .paired import PairedBrainImageData
 
-__all__ = ["read_things_eeg2", "read_things_meg", "read_image_table", "load_image_files"]
+__all__ = ["read_things_eeg2", "read_things_meg", "read_image_table", "read_mindbigdata_mw", "load_image_files"]
 
 
 def load_image_files(paths, size=None):
@@ -329,4 +329,67 @@ def read_things_meg(epochs, attributes, *, image_root=None, image_column="image_
         sfreq=sfreq, images=images, image_labels=img_labels, ch_pos=ch_pos, ch_type=ch_type,
         meta={"simulated": False, "source": "THINGS-MEG", "epochs": str(epochs), "attributes": str(tab_path),
               "image_files": [str(root / u) for u in uniq]},
+    )
+
+
+def read_mindbigdata_mw(path=None, *, image_size=64, test_fraction=0.3, n_samples=952):
+    """Read the MindBigData "MW" sample (one FP1 channel while a digit 0-9 was shown) as paired data.
+
+    Each trial is paired with one real image of its digit (the first scikit-learn digit of that class),
+    so retrieval is among 10 candidate images (chance: top-1 10 %, top-5 50 %). This is a *closed-set*
+    evaluation (the 10 digit images appear in training too); the split is chronological by event id
+    (first ``1 - test_fraction`` of the events train, the rest test), so no trial's neighbours leak.
+
+    Parameters
+    ----------
+    path : path-like | None
+        ``MW-sample.csv``; default ``data_dir()/mindbigdata_mw_sample/MW-sample.csv``.
+    image_size : int
+        Side of the digit images.
+    test_fraction : float
+    n_samples : int
+        Samples kept per trial (the sample's rows are truncated to 952).
+
+    Returns
+    -------
+    PairedBrainImageData
+        ``X`` (n_trials, 1, n_samples) in microvolt-like device units, sfreq 512 (nominal).
+    """
+    import csv
+
+    from ..utils import data_dir
+    from .paired import load_image_set
+
+    path = Path(path) if path is not None else data_dir() / "mindbigdata_mw_sample" / "MW-sample.csv"
+    if not path.is_file():
+        raise InputFileError(f"MindBigData file {path} does not exist (see MANIFEST.md).")
+    ids, codes, X = [], [], []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row or not row[0].strip():
+                continue
+            head = row[0].split("\t")
+            if len(head) < 7:
+                raise InputFileError(f"{path}, line {lineno}: expected 7 tab-separated header fields, got {len(head)}.")
+            code = int(head[4])
+            values = [float(head[6])] + [float(v) for v in row[1:]]
+            if code < 0 or code > 9 or len(values) < n_samples:
+                continue  # random-noise trials (code -1) or too short
+            ids.append(int(head[1]))
+            codes.append(code)
+            X.append(values[:n_samples])
+    if not X:
+        raise InputFileError(f"{path}: no digit trials with at least {n_samples} samples.")
+    order = np.argsort(ids, kind="stable")
+    X = np.asarray(X, dtype=np.float32)[order][:, None, :]
+    codes = np.asarray(codes)[order]
+    n_test = int(round(test_fraction * len(X)))
+    split = np.array(["train"] * (len(X) - n_test) + ["test"] * n_test)
+    digits = load_image_set("digits", size=image_size)
+    first = np.array([np.flatnonzero(digits.labels == d)[0] for d in range(10)])
+    return PairedBrainImageData(
+        X=X, image_index=codes, subject=np.zeros(len(X), int), split=split, ch_names=["FP1"], sfreq=512.0,
+        images=digits.images[first], image_labels=np.arange(10), ch_type="eeg",
+        meta={"simulated": False, "source": "MindBigData MW sample", "file": str(path),
+              "protocol": "closed-set, chronological split", "event_ids": np.asarray(ids)[order].tolist()},
     )

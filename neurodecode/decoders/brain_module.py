@@ -87,6 +87,8 @@ class BrainModuleDecoder(nn.Module):
         Dropout in the convolutions.
     logit_scale_init : float
         Initial inverse temperature of the CLIP term (learnt).
+    subject_dim : int
+        Size of the learnt subject embedding used with the subject layers (multi-subject only).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class BrainModuleDecoder(nn.Module):
         clip_weight=0.5,
         dropout=0.1,
         logit_scale_init=1 / 0.07,
+        subject_dim=8,
     ):
         super().__init__()
         import warnings
@@ -121,7 +124,9 @@ class BrainModuleDecoder(nn.Module):
                 n_chans=self.n_chans, n_outputs=self.n_outputs, n_times=self.n_times, sfreq=sfreq,
                 chs_info=chs_info if has_pos else None, hidden_dim=hidden_dim, depth=depth,
                 use_merger=bool(use_merger and has_pos), n_virtual_channels=n_virtual_channels,
+                # braindecode pairs its subject layers with a subject embedding (it requires both).
                 n_subjects=max(self.n_subjects, 1), subject_layers=self.n_subjects > 1,
+                subject_dim=subject_dim if self.n_subjects > 1 else 0,
                 conv_drop_prob=dropout,
             )
         self.uses_spatial_attention = bool(use_merger and has_pos)

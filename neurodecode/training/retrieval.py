@@ -120,14 +120,24 @@ class RetrievalDataModule(L.LightningDataModule):
     cache_dir : str | None
         Embedding cache folder.
     data : PairedBrainImageData | None
-        Use these paired data instead of simulating.
+        Use these paired data instead of simulating (e.g. from :mod:`neurodecode.datasets.things`).
+        Missing embeddings are computed from its images with ``encoder``.
+    val_mode : {"concepts", "trials"}
+        ``"concepts"`` (zero-shot): validation images are whole training concepts held out, and test
+        candidates are the test images. ``"trials"`` (closed set, e.g. 10 digit images): the last
+        ``val_fraction`` of training trials validate, and every image is a candidate.
+    encoder : str
+        Image encoder for data without embeddings (``encoder_size`` applies to the default one).
     """
 
     def __init__(self, modality="eeg", snr=1.0, lowpass_sigma=0.0, n_subjects=2, n_test=200,
                  image_source="mixed", n_images=None, n_sources=32, latency_jitter=0.02, n_times=128,
-                 sfreq=160.0, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA, val_fraction=0.1,
-                 batch_size=128, cache_dir=None, seed=0, data=None):
+                 sfreq=160.0, encoder_size=None, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA, val_fraction=0.1,
+                 batch_size=128, cache_dir=None, seed=0, data=None, val_mode="concepts",
+                 encoder="efficientnet_lite0"):
         super().__init__()
+        check_option("val_mode", val_mode, ("concepts", "trials"))
+        self.val_mode, self.encoder = val_mode, encoder
         check_option("blur", blur, BLUR_MODES)
         self.sim_kwargs = dict(modality=modality, snr=snr, lowpass_sigma=lowpass_sigma, n_subjects=n_subjects,
                                n_test=n_test, image_source=image_source, n_images=n_images, n_sources=n_sources,
@@ -146,23 +156,44 @@ class RetrievalDataModule(L.LightningDataModule):
         d = self.data
         if not isinstance(d, PairedBrainImageData):
             raise UsageError("Invalid value for the 'data' parameter: expected PairedBrainImageData.")
+        if d.embeds is None:
+            self._embed(d)
         train_imgs = np.unique(d.image_index[d.split == "train"])
-        labels = d.image_labels if d.image_labels is not None else np.arange(len(d.embeds))
-        n_val = max(1, int(round(self.val_fraction * len(train_imgs))))
-        val_mask = zero_shot_split(labels[train_imgs], n_val, seed=self.seed + 1)
-        self.val_images = train_imgs[val_mask]
-        self.fit_images = train_imgs[~val_mask]
-        self.test_images = d.test_images()
+        is_train = d.split == "train"
+        if self.val_mode == "concepts":
+            labels = d.image_labels if d.image_labels is not None else np.arange(len(d.embeds))
+            n_val = max(1, int(round(self.val_fraction * len(train_imgs))))
+            val_mask = zero_shot_split(labels[train_imgs], n_val, seed=self.seed + 1)
+            self.val_images = train_imgs[val_mask]
+            self.fit_images = train_imgs[~val_mask]
+            self.test_images = d.test_images()
+            is_fit = np.isin(d.image_index, self.fit_images) & is_train
+            is_val = np.isin(d.image_index, self.val_images) & is_train
+        else:
+            tr = np.flatnonzero(is_train)
+            n_val = max(1, int(round(self.val_fraction * len(tr))))
+            is_fit, is_val = np.zeros(len(d), bool), np.zeros(len(d), bool)
+            is_fit[tr[:-n_val]], is_val[tr[-n_val:]] = True, True
+            self.fit_images = train_imgs
+            self.val_images = self.test_images = np.arange(len(d.embeds))
         self.targets = TargetSpace(
             target_levels(d, self.blur, self.sigma0, self.delta, cache_dir=self.cache_dir), self.fit_images
         )
-        is_fit = np.isin(d.image_index, self.fit_images) & (d.split == "train")
-        is_val = np.isin(d.image_index, self.val_images) & (d.split == "train")
-        is_test = d.split == "test"
-        self.index = {"fit": np.flatnonzero(is_fit), "val": np.flatnonzero(is_val), "test": np.flatnonzero(is_test)}
+        self.index = {"fit": np.flatnonzero(is_fit), "val": np.flatnonzero(is_val),
+                      "test": np.flatnonzero(d.split == "test")}
         # Robust per-trial scaling once, up front (cheap, and the same for every model).
         self.X = scale_inputs(d.X).numpy()
         self._ready = True
+
+    def _embed(self, d):
+        from ..decoders.image_encoders import encode_cached, get_image_encoder
+
+        if d.images is None:
+            raise UsageError("The paired data has neither embeddings nor images; read it with load_images=True.")
+        size = self.sim_kwargs["encoder_size"] if self.encoder == "efficientnet_lite0" else None
+        enc = get_image_encoder(self.encoder, image_size=size)
+        d.embeds = encode_cached(enc, d.images, cache_dir=self.cache_dir)
+        d.meta.update(encoder=enc.name, encoder_size=int(enc.preprocessing["size"]))
 
     @property
     def signal_kwargs(self):
@@ -320,3 +351,61 @@ def evaluate_decoder(predict, dm, *, ks=(2, 10, 50)):
     pred = predict(X, subj)
     rows = np.searchsorted(dm.test_images, img)
     return retrieval_scores(pred, dm.targets.candidates(dm.test_images), rows, ks=ks)
+
+
+METHODS = ("ridge", "brain_module", "ubp")
+
+
+def run_retrieval(dm, method="brain_module", *, decoder_kwargs=None, max_epochs=40, lr=None, patience=8, seed=0):
+    """Fit ``method`` on ``dm``'s training trials and score it on its test trials.
+
+    Parameters
+    ----------
+    dm : RetrievalDataModule
+        Its ``blur`` sets the target space (UBP's blur prior with ``"uncertainty"``).
+    method : {"ridge", "brain_module", "ubp"}
+    decoder_kwargs : dict | None
+        Extra decoder arguments.
+    max_epochs, lr, patience, seed
+        Training settings (ridge ignores them). Default ``lr``: 1e-3 brain module, 3e-4 UBP.
+
+    Returns
+    -------
+    scores : dict
+        :func:`~neurodecode.decoders.retrieval_metrics.retrieval_scores` plus ``method``, ``blur``,
+        ``fit_seconds``, ``epochs`` and ``val_top5`` (model selection used the validation concepts only).
+    model : object
+        The fitted decoder (has ``encode(inst) -> BrainConditioning``).
+    """
+    import time
+
+    check_option("method", method, METHODS)
+    dm.setup()
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    if method == "ridge":
+        from ..decoders.brain_module import RidgeRetrieval
+
+        X, subj, img = dm.arrays("fit")
+        model = RidgeRetrieval(**(decoder_kwargs or {})).fit(X, dm.targets.levels[img, BlurPrior.MEDIUM])
+        extra = {"epochs": 0, "val_top5": float("nan"), "alpha": model.alpha_}
+        predict = model.predict
+    else:
+        lr = lr if lr is not None else (1e-3 if method == "brain_module" else 3e-4)
+        system = fit_retrieval(dm, method, decoder_kwargs, max_epochs=max_epochs, lr=lr, patience=patience, seed=seed)
+        model = system.decoder
+
+        def predict(X, subj):
+            model.eval()
+            with torch.no_grad():
+                xt = torch.as_tensor(X, dtype=torch.float32)
+                st = torch.as_tensor(np.asarray(subj), dtype=torch.long)
+                return torch.cat([model(xt[i : i + 512], st[i : i + 512]) for i in range(0, len(xt), 512)]).numpy()
+
+        extra = {"epochs": int(system.epochs_run), "val_top5": float(system.best_val_top5)}
+        if system.prior is not None and system.prior.mode == "uncertainty":
+            extra["blur_levels"] = system.prior.stats()
+    fit_s = time.perf_counter() - t0
+    scores = evaluate_decoder(predict, dm)
+    scores.update(extra, method=method, blur=dm.blur, fit_seconds=round(fit_s, 1))
+    return scores, model

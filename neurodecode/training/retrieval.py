@@ -126,8 +126,9 @@ class RetrievalDataModule(L.LightningDataModule):
         ``"concepts"`` (zero-shot): validation images are whole training concepts held out, and test
         candidates are the test images. ``"trials"`` (closed set, e.g. 10 digit images): the last
         ``val_fraction`` of training trials validate, and every image is a candidate.
-    encoder : str
-        Image encoder for data without embeddings (``encoder_size`` applies to the default one).
+    encoder : str or ImageEncoder
+        Image encoder for data without embeddings and for blurred targets (``encoder_size`` applies to
+        the default one).
     """
 
     def __init__(self, modality="eeg", snr=1.0, lowpass_sigma=0.0, n_subjects=2, n_test=200,
@@ -177,7 +178,8 @@ class RetrievalDataModule(L.LightningDataModule):
             self.fit_images = train_imgs
             self.val_images = self.test_images = np.arange(len(d.embeds))
         self.targets = TargetSpace(
-            target_levels(d, self.blur, self.sigma0, self.delta, cache_dir=self.cache_dir), self.fit_images
+            target_levels(d, self.blur, self.sigma0, self.delta, cache_dir=self.cache_dir,
+                          encoder=None if isinstance(self.encoder, str) else self.encoder), self.fit_images
         )
         self.index = {"fit": np.flatnonzero(is_fit), "val": np.flatnonzero(is_val),
                       "test": np.flatnonzero(d.split == "test")}
@@ -190,8 +192,11 @@ class RetrievalDataModule(L.LightningDataModule):
 
         if d.images is None:
             raise UsageError("The paired data has neither embeddings nor images; read it with load_images=True.")
-        size = self.sim_kwargs["encoder_size"] if self.encoder == "efficientnet_lite0" else None
-        enc = get_image_encoder(self.encoder, image_size=size)
+        if isinstance(self.encoder, str):
+            size = self.sim_kwargs["encoder_size"] if self.encoder == "efficientnet_lite0" else None
+            enc = get_image_encoder(self.encoder, image_size=size)
+        else:
+            enc = self.encoder
         d.embeds = encode_cached(enc, d.images, cache_dir=self.cache_dir)
         d.meta.update(encoder=enc.name, encoder_size=int(enc.preprocessing["size"]))
 

@@ -18,6 +18,7 @@ Blur prior (brain signal carries a low-passed image)::
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -53,7 +54,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/neurodecode/embeddings"))
     p.add_argument("--json", default=None, help="also append results as JSON lines to this file")
+    p.add_argument("--verbose", action="store_true", help="log every epoch to stderr")
     args = p.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     print(f"# command: python benchmarks/retrieval_simulated.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print("| modality | SNR | lowpass | method | blur | top-1 % | top-5 % | median rank | chance top-5 % | "

@@ -25,6 +25,7 @@ numbers measured on it say nothing about real brain recordings.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,8 +319,13 @@ class PairedBrainImageData:
 _EEG_NOISE_RUNS = ("R04", "R08", "R12")
 
 
+@functools.lru_cache(maxsize=4)
 def _eeg_noise_raw(subject_id, sfreq):
-    """Real EEG of one eegmmidb subject (runs concatenated), 0.5-40 Hz, resampled to ``sfreq``."""
+    """Real EEG of one eegmmidb subject (runs concatenated), 0.5-40 Hz, resampled to ``sfreq``.
+
+    Cached in memory (a few per process) because a benchmark sweeps SNRs over the same noise; callers
+    only read it.
+    """
     import mne
 
     root = data_dir() / "eegmmidb" / f"S{subject_id:03d}"
@@ -340,6 +346,7 @@ def _eeg_noise_raw(subject_id, sfreq):
     return raw, [str(f) for f in files]
 
 
+@functools.lru_cache(maxsize=2)
 def _meg_noise_raw(sfreq):
     """Real KIT MEG (157 magnetometers, 2 s), 0.5-40 Hz, resampled to ``sfreq``."""
     import mne

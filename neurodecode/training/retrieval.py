@@ -315,6 +315,8 @@ class _KeepBest(L.Callback):
         if trainer.sanity_checking:
             return
         v = float(trainer.callback_metrics.get("val_top5", -1))
+        logger.info("epoch %d: train_loss %.4f val_top5 %.3f", trainer.current_epoch,
+                    float(trainer.callback_metrics.get("train_loss", float("nan"))), v)
         if v > self.best:
             self.best, self.bad = v, 0
             self.state = copy.deepcopy(pl_module.decoder.state_dict())

@@ -50,7 +50,10 @@ def main(argv=None):
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--n-subjects", type=int, default=2)
     p.add_argument("--encoder-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--sfreq", type=float, default=100.0)
+    p.add_argument("--n-times", type=int, default=80, help="samples per epoch from stimulus onset")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--patience", type=int, default=5, help="epochs without better validation top-5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/neurodecode/embeddings"))
     p.add_argument("--json", default=None, help="also append results as JSON lines to this file")
@@ -69,11 +72,12 @@ def main(argv=None):
             dm = RetrievalDataModule(modality=args.modality, snr=snr, lowpass_sigma=args.lowpass,
                                      n_subjects=args.n_subjects, n_test=args.n_test, n_images=args.n_images,
                                      encoder_size=args.encoder_size, blur=blur, cache_dir=args.cache_dir,
+                                     sfreq=args.sfreq, n_times=args.n_times,
                                      seed=args.seed, data=base)
             dm.setup()
             base = dm.data  # same simulated recordings for every method at this SNR
             t0 = time.time()
-            s, _ = run_retrieval(dm, method, max_epochs=args.epochs, seed=args.seed)
+            s, _ = run_retrieval(dm, method, max_epochs=args.epochs, patience=args.patience, seed=args.seed)
             ch = chance_scores(s["n_candidates"])
             print(f"| {args.modality} | {snr:g} | {args.lowpass:g} | {method} | {blur} | {100 * s['top1']:.1f} | "
                   f"{100 * s['top5']:.1f} | {s['median_rank']:.0f} / {s['n_candidates']} | {100 * ch['top5']:.1f} | "

@@ -132,8 +132,8 @@ class RetrievalDataModule(L.LightningDataModule):
     """
 
     def __init__(self, modality="eeg", snr=1.0, lowpass_sigma=0.0, n_subjects=2, n_test=200,
-                 image_source="mixed", n_images=None, n_sources=32, latency_jitter=0.02, n_times=128,
-                 sfreq=160.0, encoder_size=None, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA, val_fraction=0.1,
+                 image_source="mixed", n_images=None, n_sources=32, latency_jitter=0.02, n_times=80,
+                 sfreq=100.0, encoder_size=None, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA, val_fraction=0.1,
                  batch_size=128, cache_dir=None, seed=0, data=None, val_mode="concepts",
                  encoder="efficientnet_lite0"):
         super().__init__()

@@ -61,7 +61,7 @@ def test_simulated_eeg_pairs_structure_and_snr(data_file, small_images):
     a = build_simulated_pairs(snr=1.0, **kw)
     b = build_simulated_pairs(snr=4.0, **kw)
     assert isinstance(a, PairedBrainImageData) and a.meta["simulated"] is True
-    assert a.X.shape == (120, 64, 64) and a.ch_type == "eeg" and a.sfreq == 160.0
+    assert a.X.shape == (120, 64, 64) and a.ch_type == "eeg" and a.sfreq == 100.0
     assert a.ch_pos.shape == (64, 3) and np.isfinite(a.ch_pos).all()
     tr, te = a.image_index[a.split == "train"], a.image_index[a.split == "test"]
     assert len(te) >= 30 and not set(a.image_labels[tr]) & set(a.image_labels[te])

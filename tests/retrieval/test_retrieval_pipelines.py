@@ -21,4 +21,4 @@ def test_pipeline_config_instantiates(name, decoder, blur, monkeypatch):
     assert isinstance(cli.model, RetrievalSystem) and isinstance(cli.datamodule, RetrievalDataModule)
     assert cli.model.hparams.decoder == decoder
     assert cli.datamodule.blur == blur
-    assert cli.trainer.max_epochs == 40
+    assert cli.trainer.max_epochs == 20 and cli.datamodule.sim_kwargs["n_times"] == 80

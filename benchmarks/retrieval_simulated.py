@@ -53,7 +53,8 @@ def main(argv=None):
     p.add_argument("--sfreq", type=float, default=100.0)
     p.add_argument("--n-times", type=int, default=80, help="samples per epoch from stimulus onset")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--patience", type=int, default=5, help="epochs without better validation top-5")
+    p.add_argument("--patience", type=int, default=6, help="epochs without better validation top-5")
+    p.add_argument("--bm-batch-size", type=int, default=32, help="brain module batch size (UBP: 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/neurodecode/embeddings"))
     p.add_argument("--json", default=None, help="also append results as JSON lines to this file")
@@ -73,6 +74,7 @@ def main(argv=None):
                                      n_subjects=args.n_subjects, n_test=args.n_test, n_images=args.n_images,
                                      encoder_size=args.encoder_size, blur=blur, cache_dir=args.cache_dir,
                                      sfreq=args.sfreq, n_times=args.n_times,
+                                     batch_size=args.bm_batch_size if method == "brain_module" else 128,
                                      seed=args.seed, data=base)
             dm.setup()
             base = dm.data  # same simulated recordings for every method at this SNR

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..utils import UsageError
+from ..utils import UsageError, check_option
 from ._registry import register_decoder
 from .conditioning import BrainConditioning
 
@@ -64,6 +64,18 @@ def clip_mse_loss(pred, target, logit_scale, clip_weight=0.5):
     return loss
 
 
+class _TemporalAffine(nn.Module):
+    """(B, C, T) -> (B, C): a learnt weighted sum over time samples (initialised to the mean)."""
+
+    def __init__(self, n_times):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((n_times,), 1.0 / n_times))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
 @register_decoder("brain_module")
 class BrainModuleDecoder(nn.Module):
     """Brain module mapping ``(batch, n_chans, n_times)`` M/EEG to ``(batch, n_outputs)`` embeddings.
@@ -89,6 +101,10 @@ class BrainModuleDecoder(nn.Module):
         Initial inverse temperature of the CLIP term (learnt).
     subject_dim : int
         Size of the learnt subject embedding used with the subject layers (multi-subject only).
+    temporal_aggregation : {"affine", "mean"}
+        How the time axis is reduced before the linear head: a learnt weighting of the time samples
+        (the image paper's "affine" aggregation; it keeps *when* a feature occurred) or braindecode's
+        global average pooling.
     """
 
     def __init__(
@@ -107,6 +123,7 @@ class BrainModuleDecoder(nn.Module):
         dropout=0.1,
         logit_scale_init=1 / 0.07,
         subject_dim=8,
+        temporal_aggregation="affine",
     ):
         super().__init__()
         import warnings
@@ -130,6 +147,12 @@ class BrainModuleDecoder(nn.Module):
                 conv_drop_prob=dropout,
             )
         self.uses_spatial_attention = bool(use_merger and has_pos)
+        check_option("temporal_aggregation", temporal_aggregation, ("affine", "mean"))
+        if temporal_aggregation == "affine":
+            head = self.model.final_layer[-1]
+            self.model.final_layer = nn.Sequential(
+                _TemporalAffine(self.n_times), nn.Linear(head.in_features, self.n_outputs)
+            )
         self.logit_scale_raw = nn.Parameter(torch.tensor(float(np.log(logit_scale_init))))
 
     @property

@@ -77,8 +77,18 @@ def test_brain_module_shapes_subjects_and_encode():
     assert isinstance(cond, BrainConditioning) and tuple(cond.embeds.shape) == (3, 10)
     with pytest.raises(UsageError, match=r"\(n, 6, 40\)"):
         m.encode(np.zeros((3, 5, 40)))
-    no_pos = create_decoder("brain_module", n_chans=6, n_outputs=10, n_times=40, hidden_dim=16, depth=2)
+    no_pos = create_decoder("brain_module", n_chans=6, n_outputs=10, n_times=40, hidden_dim=16, depth=2,
+                            temporal_aggregation="mean")
     assert not no_pos.uses_spatial_attention
+    assert isinstance(no_pos.final_layer[0], torch.nn.AdaptiveAvgPool1d)
+    # The affine aggregation weights time samples: shifting the input in time changes the output.
+    x = torch.randn(2, 6, 40)
+    m.eval()
+    with torch.no_grad():
+        m.model.final_layer[0].weight.copy_(torch.linspace(0, 1, 40))
+        assert not torch.allclose(m(x), m(torch.roll(x, 10, dims=-1)), atol=1e-4)
+    with pytest.raises(UsageError, match="'temporal_aggregation'"):
+        create_decoder("brain_module", n_chans=6, n_outputs=10, n_times=40, temporal_aggregation="max")
 
 
 def test_ridge_retrieves_linear_mapping():

@@ -87,7 +87,9 @@ def test_blur_uniform_and_foveated():
 
 def _toy_encoder(dim=4):
     def model(x):
-        return x.mean(dim=(2, 3)).repeat(1, dim // 3 + 1)[:, :dim]
+        # Mean colour plus mean absolute horizontal gradient: the latter changes with blur.
+        grad = (x[..., 1:] - x[..., :-1]).abs().mean(dim=(2, 3))
+        return torch.cat([x.mean(dim=(2, 3)), grad], 1)[:, :dim]
 
     prep = {"size": 16, "mean": [0.0] * 3, "std": [1.0] * 3, "resize": "bilinear-antialias"}
     return ImageEncoder("toy", dim, "0" * 64, prep, model)
@@ -111,11 +113,11 @@ def test_cache_reuses_per_image_entries_and_keys_blur(tmp_path, monkeypatch):
     c = encode_cached(enc, imgs[::-1], cache_dir=tmp_path)  # all cached, reordered
     assert calls == [4, 2]
     np.testing.assert_allclose(c[::-1][:4], a)
-    encode_cached(enc, imgs, cache_dir=tmp_path, blur_sigma=2.0)  # another key -> another file
+    encode_cached(enc, imgs, cache_dir=tmp_path, blur_sigma=40.0)  # another key -> another file (40 px at 224 = 2.9 px at 16)
     assert calls == [4, 2, 6]
     assert len(list(tmp_path.glob("toy-*.h5"))) == 2
-    blurred = encode_cached(enc, imgs, cache_dir=tmp_path, blur_sigma=2.0)
-    assert not np.allclose(blurred[:4], a) or np.allclose(imgs.std(), 0)
+    blurred = encode_cached(enc, imgs, cache_dir=tmp_path, blur_sigma=40.0)
+    assert np.all(blurred[:, 3] < 0.8 * encode_cached(enc, imgs, cache_dir=tmp_path)[:, 3])
 
 
 def test_open_clip_needs_local_checkpoint(tmp_path):

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 from neurodecode.datasets.things import read_mindbigdata_mw  # noqa: E402
+from neurodecode.decoders.retrieval_metrics import cosine_similarity  # noqa: E402
 from neurodecode.training.retrieval import RetrievalDataModule, run_retrieval  # noqa: E402
 
 
@@ -26,6 +27,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--methods", nargs="+", default=["ridge", "brain_module", "ubp", "ubp:uncertainty"],
+                   help="method or method:blur")
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/neurodecode/embeddings"))
     args = p.parse_args(argv)
     print(f"# command: python benchmarks/retrieval_mindbigdata.py {' '.join(sys.argv[1:] if argv is None else argv)}")
@@ -39,18 +42,26 @@ def main(argv=None):
     major = np.bincount(tr_codes, minlength=10).argmax()
     print(f"# majority-class floor: always digit {major} -> top-1 {100 * np.mean(te_codes == major):.1f} % "
           f"(test digit counts {np.bincount(te_codes, minlength=10).tolist()})")
-    print("| method | blur | seed | top-1 % | top-5 % | median rank | chance top-1 / top-5 % |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | blur | seed | top-1 % | top-5 % | median rank | chance top-1 / top-5 % | most frequent top-1 guess |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = {}
-    for method, blur in (("ridge", "none"), ("brain_module", "none"), ("ubp", "none"), ("ubp", "uncertainty")):
+    for spec in args.methods:
+        method, blur = (spec.split(":") + ["none"])[:2]
         for seed in args.seeds if method != "ridge" else args.seeds[:1]:
             dm = RetrievalDataModule(data=data, blur=blur, val_mode="trials", encoder_size=128, seed=seed,
                                      cache_dir=args.cache_dir, batch_size=32)
             kw = {"hidden_dim": 32, "depth": 4} if method == "brain_module" else None
-            s, _ = run_retrieval(dm, method, decoder_kwargs=kw, max_epochs=args.epochs, seed=seed)
+            s, model = run_retrieval(dm, method, decoder_kwargs=kw, max_epochs=args.epochs, seed=seed)
             rows.setdefault((method, blur), []).append(s)
+            # Which digit does the decoder put first? A decoder that ignores the EEG always picks the same one.
+            X, subj, _ = dm.arrays("test")
+            pred = model.predict(X, subj) if method == "ridge" else model.eval()(
+                torch.as_tensor(X), torch.as_tensor(subj)).detach().numpy()
+            first = cosine_similarity(pred, dm.targets.candidates(dm.test_images)).argmax(1)
+            top = np.bincount(first, minlength=10)
             print(f"| {method} | {blur} | {seed} | {100 * s['top1']:.1f} | {100 * s['top5']:.1f} | "
-                  f"{s['median_rank']:.1f} | 10.0 / 50.0 |", flush=True)
+                  f"{s['median_rank']:.1f} | 10.0 / 50.0 | digit {top.argmax()} for {100 * top.max() / len(first):.0f} % |",
+                  flush=True)
     print("\n| method | blur | mean top-1 % | mean top-5 % | seeds |")
     print("|---|---|---|---|---|")
     for (method, blur), ss in rows.items():

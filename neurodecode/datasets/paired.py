@@ -14,8 +14,9 @@ so the brain-to-image decoders are validated on **simulated** pairs built from r
   (gamma-shaped, 80-250 ms latencies, trial-to-trial latency jitter), optionally computed from a
   low-passed (foveated Gaussian blur) copy of the image, to mimic the gap between what was seen and
   what the brain signal carries;
-- real background noise: segments of real resting/task EEG (PhysioNet eegmmidb, one real person per
-  simulated subject) or of the real KIT MEG recording, added at a stated signal-to-noise ratio;
+- real background noise: segments of real task EEG (PhysioNet eegmmidb, one real person per
+  simulated subject), or phase-randomised surrogates of the real (2-s) KIT MEG recording, added at a
+  stated signal-to-noise ratio;
 - a zero-shot split: test images come from concepts (digit classes, source photos, LFW groups) that no
   training image shares, as in THINGS' 200-way zero-shot protocol.
 
@@ -360,6 +361,25 @@ def _meg_noise_raw(sfreq):
     return raw, [str(path)]
 
 
+def _phase_surrogates(noise, n, n_times, rng):
+    """``n`` windows (n, n_chans, n_times) of phase-randomised copies of ``noise`` (n_chans, n_samples).
+
+    One random phase per frequency, shared by all channels, keeps each channel's spectrum and the
+    cross-spectra between channels (Theiler et al. 1992's surrogate data).
+    """
+    spec = np.fft.rfft(noise - noise.mean(1, keepdims=True), axis=1)
+    out = np.empty((n, noise.shape[0], n_times), np.float32)
+    for i in range(n):
+        phase = np.exp(2j * np.pi * rng.random(spec.shape[1]))
+        phase[0] = 1.0
+        if noise.shape[1] % 2 == 0:
+            phase[-1] = 1.0  # the Nyquist bin must stay real
+        sur = np.fft.irfft(spec * phase, n=noise.shape[1], axis=1)
+        s0 = int(rng.integers(0, noise.shape[1] - n_times + 1))
+        out[i] = sur[:, s0 : s0 + n_times]
+    return out
+
+
 def _sensor_positions(raw):
     pos = np.array([ch["loc"][:3] for ch in raw.info["chs"]], dtype=float)
     if not np.all(np.isfinite(pos)) or np.allclose(pos, 0):
@@ -532,11 +552,14 @@ def build_simulated_pairs(
         sig = np.einsum("nk,ck,nkt->nct", z, pats, tc).astype(np.float32)
         if noise.shape[1] <= n_times:
             raise InputFileError(f"Noise recording {files} is shorter than one epoch ({n_times} samples).")
-        starts = rng.integers(0, noise.shape[1] - n_times, n_img)
-        nz = np.stack([noise[:, s0 : s0 + n_times] for s0 in starts])
         if modality == "meg":
-            # Only 2 s of real MEG: random sign flips decorrelate reused segments a little.
-            nz = nz * rng.choice([-1.0, 1.0], size=(n_img, 1, 1)).astype(np.float32)
+            # Only 2 s of real MEG exist: reused windows would let a decoder learn the noise itself.
+            # Each trial gets a phase-randomised surrogate of the recording instead (same power
+            # spectra and cross-spectra, new waveform), then a random window of it.
+            nz = _phase_surrogates(noise, n_img, n_times, rng)
+        else:
+            starts = rng.integers(0, noise.shape[1] - n_times, n_img)
+            nz = np.stack([noise[:, s0 : s0 + n_times] for s0 in starts])
         nz = nz - nz.mean(-1, keepdims=True)
         scale = np.sqrt(snr * nz.var() / max(sig.var(), 1e-30))
         X_all.append(sig * scale + nz)

@@ -87,3 +87,17 @@ def test_simulation_rejects_bad_parameters(small_images):
         build_simulated_pairs(images=small_images, snr=0, encoder=_toy_encoder())
     with pytest.raises(UsageError, match="'modality' parameter"):
         build_simulated_pairs(images=small_images, modality="fmri", encoder=_toy_encoder())
+
+
+def test_meg_noise_surrogates_keep_spectra_and_cross_spectra():
+    from neurodecode.datasets.paired import _phase_surrogates
+
+    rng = np.random.default_rng(0)
+    base = np.cumsum(rng.normal(size=(2, 256)), axis=1)
+    base[1] = 0.5 * base[0] + 0.1 * base[1]  # correlated channels
+    sur = _phase_surrogates(base, 3, 256, rng)
+    spec = np.abs(np.fft.rfft(base - base.mean(1, keepdims=True), axis=1))
+    for s in sur:
+        np.testing.assert_allclose(np.abs(np.fft.rfft(s, axis=1)), spec, rtol=1e-3, atol=1e-3)
+        assert np.corrcoef(s)[0, 1] == pytest.approx(np.corrcoef(base)[0, 1], abs=1e-3)
+        assert np.abs(s - (base - base.mean(1, keepdims=True))).max() > 1.0  # a new waveform

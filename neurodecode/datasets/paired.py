@@ -556,6 +556,9 @@ def build_simulated_pairs(
             # Only 2 s of real MEG exist: reused windows would let a decoder learn the noise itself.
             # Each trial gets a phase-randomised surrogate of the recording instead (same power
             # spectra and cross-spectra, new waveform), then a random window of it.
+            # The KIT channels' variances span orders of magnitude, so a few channels would hold most
+            # of the noise power and the rest would be almost clean at any SNR: equalise them first.
+            noise = noise / noise.std(axis=1, keepdims=True) * np.median(noise.std(axis=1))
             nz = _phase_surrogates(noise, n_img, n_times, rng)
         else:
             starts = rng.integers(0, noise.shape[1] - n_times, n_img)

@@ -9,12 +9,12 @@ IMAGE_SIZE = 8
 SPLIT_SEED = 0
 
 # Denoisers sized for minutes of CPU training on one thread (16x16 grey digits).
-ANN_CONFIG = dict(sample_size=IMAGE_SIZE, in_channels=1, cond_dim=1280, n_tokens=4, cross_attention_dim=64,
-                  block_out_channels=(32, 64), layers_per_block=1, attention_levels=(False, True),
-                  attention_head_dim=16, norm_num_groups=8)
-SNN_CONFIG = dict(sample_size=IMAGE_SIZE, in_channels=1, cond_dim=1280, n_tokens=4, cross_attention_dim=64,
-                  block_out_channels=(32, 64), layers_per_block=1, attention_levels=(False, True),
-                  attention_head_dim=16, time_steps=4, tau=None, threshold=1.0)
+_SHARED = dict(sample_size=IMAGE_SIZE, in_channels=1, cond_dim=1280, n_tokens=4, cross_attention_dim=32,
+               block_out_channels=(16, 32), layers_per_block=1, attention_levels=(False, True), attention_head_dim=8)
+ANN_CONFIG = dict(_SHARED, norm_num_groups=8)
+SNN_CONFIG = dict(_SHARED, time_steps=4, tau=None, threshold=1.0)
+SAMPLING_STEPS = 10
+GUIDANCE = 2.0
 
 
 def load_digits_with_embeddings(cache_dir=None):

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation_common import ENCODED_SIZE, load_digits_with_embeddings, noise_conditioning, to_model_size
+from generation_common import (ENCODED_SIZE, GUIDANCE, SAMPLING_STEPS, load_digits_with_embeddings, noise_conditioning,
+                               to_model_size)
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "neurodecode" / "weights"
 
@@ -95,8 +96,8 @@ def ridge_decoder(X, embeds, split, image_index, seed):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--steps", type=int, default=SAMPLING_STEPS)
+    p.add_argument("--guidance", type=float, default=GUIDANCE)
     p.add_argument("--snr", type=float, default=1.0)
     p.add_argument("--n-ood", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)

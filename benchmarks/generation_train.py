@@ -3,7 +3,7 @@
 Writes ``neurodecode/weights/generation_<kind>_digits.safetensors`` with the hallucination detector
 calibrated on the held-out ``calib`` split (k and threshold for DDIM with the benchmark's step count).
 
-    PYTHONPATH=$PWD python benchmarks/generation_train.py --denoiser ann --steps 3000
+    PYTHONPATH=$PWD python benchmarks/generation_train.py --denoiser ann --steps 1500
 """
 
 import argparse
@@ -14,17 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation_common import ANN_CONFIG, SNN_CONFIG, load_digits_with_embeddings, noise_conditioning, to_model_size
-
-SAMPLING_STEPS = 20
-GUIDANCE = 2.0
+from generation_common import (ANN_CONFIG, GUIDANCE, SAMPLING_STEPS, SNN_CONFIG, load_digits_with_embeddings,
+                               noise_conditioning, to_model_size)
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--denoiser", choices=["ann", "spiking"], required=True)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
@@ -73,7 +71,7 @@ def main():
     tin = pipe(cal_e, SAMPLING_STEPS, GUIDANCE, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
     ood = noise_conditioning(embeds[split == "train"], len(cal_e), seed=a.seed + 100)
     tout = pipe(ood, SAMPLING_STEPS, GUIDANCE, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
-    cal = calibrate(tin, tout, scheduler="DDIMScheduler", num_inference_steps=SAMPLING_STEPS, ks=(2, 3, 5, 10, 20))
+    cal = calibrate(tin, tout, scheduler="DDIMScheduler", num_inference_steps=SAMPLING_STEPS, ks=(2, 3, 5, 10))
     pipe.add_calibration(cal)
     print(f"calibration ({time.time() - t0:.0f} s): {json.dumps(cal.to_dict())}", flush=True)
     out = Path(a.out or Path(__file__).resolve().parents[1] / "neurodecode" / "weights" / f"generation_{a.denoiser}_digits.safetensors")

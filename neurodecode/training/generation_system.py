@@ -170,6 +170,12 @@ class GenerationSystem(L.LightningModule):
         pred = self.denoiser(xt, t, e, spatial_maps=batch.get("spatial_maps"), drop_mask=drop)
         return torch.nn.functional.mse_loss(pred, noise)
 
+    def on_fit_start(self):
+        # The denoiser standardises its conditioning with the training set's statistics.
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "part") and hasattr(self.denoiser, "set_conditioning_stats"):
+            self.denoiser.set_conditioning_stats(dm.part("train")["embeds"])
+
     def on_train_batch_start(self, batch, batch_idx):
         f = self.hparams.tsm_finetune_fraction
         if f > 0 and not self._tsm_phase and hasattr(self.denoiser, "tsm_parameters"):
@@ -201,3 +207,41 @@ class GenerationSystem(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class ImageEmbeddingDataModule(GenerationDataModule):
+    """Real offline images conditioned on the default image encoder's embeddings (YAML-friendly).
+
+    Parameters
+    ----------
+    image_source : str
+        An image set of :func:`neurodecode.datasets.paired.load_image_set` ("digits", "photos", "faces").
+    encoded_size : int
+        Side of the images given to the encoder (which resizes them to its own input size).
+    model_size : int
+        Side of the images the denoiser generates (area-averaged from ``encoded_size``; must divide it).
+    encoder : str
+        Image encoder name (see :func:`neurodecode.decoders.image_encoders.get_image_encoder`).
+    cache_dir : str | None
+        HDF5 embedding cache.
+    calib_fraction, test_fraction, split_seed
+        See :func:`image_split`.
+    channels, batch_size, seed
+        See :class:`GenerationDataModule`.
+    """
+
+    def __init__(self, image_source="digits", encoded_size=16, model_size=8, encoder="efficientnet_lite0",
+                 cache_dir=None, calib_fraction=0.1, test_fraction=0.2, split_seed=0, channels=1, batch_size=32, seed=0):
+        from ..datasets.paired import load_image_set
+        from ..decoders.image_encoders import encode_cached, get_image_encoder
+
+        if encoded_size % model_size:
+            raise UsageError(f"'model_size' ({model_size}) must divide 'encoded_size' ({encoded_size}).")
+        s = load_image_set(image_source, size=encoded_size)
+        embeds = encode_cached(get_image_encoder(encoder), s.images, cache_dir=cache_dir)
+        f = encoded_size // model_size
+        x = s.images.astype(np.float32) / 255.0
+        x = x.reshape(len(x), model_size, f, model_size, f, x.shape[-1]).mean((2, 4))
+        split = image_split(s.labels, calib_fraction=calib_fraction, test_fraction=test_fraction, seed=split_seed)
+        super().__init__(x, embeds, split, channels=channels, batch_size=batch_size, seed=seed)
+        self.labels = s.labels

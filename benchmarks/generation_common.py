@@ -53,3 +53,23 @@ def to_model_size(images):
     n, h, w, c = x.shape
     f = h // IMAGE_SIZE
     return x.reshape(n, IMAGE_SIZE, f, IMAGE_SIZE, f, c).mean((2, 4))
+
+
+def calibrate_pipeline(pipe, embeds, split, seed=0, ks=(2, 3, 5, 10)):
+    """Calibrate the hallucination detector of ``pipe`` on the held-out ``calib`` images (never the test).
+
+    In-distribution: the calib images' embeddings; out-of-distribution: as many noise vectors.
+    """
+    import torch
+
+    from neurodecode.generation.hallucination import calibrate
+
+    cal_e = embeds[split == "calib"]
+    g = torch.Generator().manual_seed(seed + 1)
+    kw = dict(generator=g, measure_energy=False, return_trajectory=True)
+    tin = pipe(cal_e, SAMPLING_STEPS, GUIDANCE, **kw).x0_trajectory
+    ood = noise_conditioning(embeds[split == "train"], len(cal_e), seed=seed + 100)
+    tout = pipe(ood, SAMPLING_STEPS, GUIDANCE, **kw).x0_trajectory
+    cal = calibrate(tin, tout, scheduler=type(pipe.scheduler).__name__, num_inference_steps=SAMPLING_STEPS, ks=ks)
+    pipe.add_calibration(cal)
+    return cal

@@ -103,6 +103,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--weights-dir", default=str(WEIGHTS))
+    p.add_argument("--kinds", default="ann,spiking", help="denoisers to evaluate (comma-separated)")
     p.add_argument("--tg", type=float, default=None, help="also run the spiking denoiser with this threshold scale")
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -133,8 +134,9 @@ def main():
     f_faces = encode_cached(enc, faces.images, cache_dir=a.cache_dir)[: a.n_ood]
     f_noise = noise_conditioning(embeds[split == "train"], a.n_ood, seed=a.seed + 7)
 
-    runs = [("ANN U-Net", "ann", None), ("Spiking U-Net (T=4)", "spiking", None)]
-    if a.tg is not None:
+    kinds = a.kinds.split(",")
+    runs = [r for r in (("ANN U-Net", "ann", None), ("Spiking U-Net (T=4)", "spiking", None)) if r[1] in kinds]
+    if a.tg is not None and "spiking" in kinds:
         runs.append((f"Spiking U-Net (T=4), TG {a.tg:g}", "spiking", a.tg))
     rows, hrows = [], []
     for name, kind, tg in runs:

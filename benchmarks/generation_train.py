@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation_common import (ANN_CONFIG, GUIDANCE, SAMPLING_STEPS, SNN_CONFIG, load_digits_with_embeddings,
-                               noise_conditioning, to_model_size)
+from generation_common import (ANN_CONFIG, GUIDANCE, SAMPLING_STEPS, SNN_CONFIG, calibrate_pipeline,
+                               load_digits_with_embeddings, to_model_size)
 
 
 def main():
@@ -34,7 +34,6 @@ def main():
     import lightning as L
     from diffusers import DDIMScheduler
 
-    from neurodecode.generation.hallucination import calibrate
     from neurodecode.generation.pipeline import BrainToImagePipeline
     from neurodecode.generation.spiking import SpikingUNet
     from neurodecode.generation.unet import ConditionalUNet
@@ -65,14 +64,8 @@ def main():
     sched = DDIMScheduler.from_config(system.scheduler_config())
     pipe = BrainToImagePipeline(den, sched)
     pipe.set_progress_bar_config(disable=True)
-    cal_e = embeds[split == "calib"]
-    g = torch.Generator().manual_seed(a.seed + 1)
     t0 = time.time()
-    tin = pipe(cal_e, SAMPLING_STEPS, GUIDANCE, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
-    ood = noise_conditioning(embeds[split == "train"], len(cal_e), seed=a.seed + 100)
-    tout = pipe(ood, SAMPLING_STEPS, GUIDANCE, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
-    cal = calibrate(tin, tout, scheduler="DDIMScheduler", num_inference_steps=SAMPLING_STEPS, ks=(2, 3, 5, 10))
-    pipe.add_calibration(cal)
+    cal = calibrate_pipeline(pipe, embeds, split, seed=a.seed)
     print(f"calibration ({time.time() - t0:.0f} s): {json.dumps(cal.to_dict())}", flush=True)
     out = Path(a.out or Path(__file__).resolve().parents[1] / "neurodecode" / "weights" / f"generation_{a.denoiser}_digits.safetensors")
     meta = {"train_steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "train_seconds": round(train_s),

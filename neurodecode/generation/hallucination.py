@@ -8,6 +8,12 @@ variance, per dimension, averaged over dimensions, over the last ``k`` steps of 
 The paper's evidence is for 1000-step ancestral DDPM; with few-step samplers (DDIM with 20-50 steps) ``k``
 and the flagging threshold must be re-chosen, so both are calibrated on held-out data per scheduler
 (:func:`calibrate`) and stored with the weights.
+
+Direction. The paper flags *high* variance. With conditioning far from the training data (e.g. noise
+vectors) a conditional model may instead settle *faster* than usual (a featureless image), which a high-
+variance rule misses. The calibration therefore also considers a two-sided rule, the atypicality
+``|log(variance) - median in-distribution log(variance)|``, and keeps whichever rule separates held-out
+in-distribution from out-of-distribution conditioning better; the raw variance is always reported.
 """
 
 from dataclasses import asdict, dataclass
@@ -70,6 +76,11 @@ class HallucinationCalibration:
         Fraction of held-out in-distribution reconstructions above the threshold (by construction).
     validation_auroc : float | None
         AUROC against held-out out-of-distribution conditioning on the calibration split, when given.
+    rule : {"high", "two-sided"}
+        "high": flag variance above ``threshold`` (the paper's rule); "two-sided": flag
+        ``|log(variance) - center|`` above ``threshold``.
+    center : float | None
+        Median in-distribution log-variance (two-sided rule).
     """
 
     scheduler: str
@@ -78,6 +89,8 @@ class HallucinationCalibration:
     threshold: float
     false_flag_rate: float
     validation_auroc: float | None = None
+    rule: str = "high"
+    center: float | None = None
 
     def to_dict(self):
         return asdict(self)
@@ -85,16 +98,27 @@ class HallucinationCalibration:
     def score(self, x0_trajectory):
         return trajectory_variance(x0_trajectory, self.k)
 
+    def statistic(self, scores):
+        """The quantity compared with the threshold, from raw variance scores."""
+        return atypicality(scores, self.center) if self.rule == "two-sided" else np.asarray(scores, float)
+
     def flag(self, scores):
-        return np.asarray(scores) > self.threshold
+        return self.statistic(scores) > self.threshold
+
+
+def atypicality(scores, center):
+    """Two-sided deviation ``|log(score) - center|`` of variance scores from the in-distribution median."""
+    return np.abs(np.log(np.asarray(scores, float) + 1e-20) - center)
 
 
 def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_steps, ks=(2, 3, 5, 10), false_flag_rate=0.05):
     """Choose ``k`` and the threshold on held-out data.
 
-    ``k`` maximises the AUROC between in-distribution and out-of-distribution trajectories when the latter
-    are given (otherwise the smallest candidate). The threshold is the ``1 - false_flag_rate`` quantile of
-    in-distribution scores, so that about ``false_flag_rate`` of trustworthy reconstructions are flagged.
+    ``k`` and the rule ("high" or "two-sided", see the module notes) maximise the AUROC between
+    in-distribution and out-of-distribution trajectories when the latter are given (otherwise the smallest
+    candidate ``k`` and the paper's "high" rule). The threshold is the ``1 - false_flag_rate`` quantile of
+    the in-distribution statistic, so that about ``false_flag_rate`` of trustworthy reconstructions are
+    flagged.
 
     Parameters
     ----------
@@ -119,19 +143,22 @@ def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_st
     cands = [int(k) for k in ks if 2 <= int(k) <= n_steps]
     if not cands:
         raise UsageError(f"Invalid 'ks': none of {tuple(ks)} lies between 2 and the {n_steps} recorded steps.")
-    best_k, best_auc = cands[0], None
+    best = (cands[0], "high", None)
     if trajectory_out is not None:
         for k in cands:
-            auc = auroc(trajectory_variance(trajectory_in, k), trajectory_variance(trajectory_out, k))
-            if best_auc is None or auc > best_auc:
-                best_k, best_auc = k, auc
-    s_in = trajectory_variance(trajectory_in, best_k)
-    thr = float(np.quantile(s_in, 1 - false_flag_rate))
-    return HallucinationCalibration(
-        scheduler=scheduler,
-        num_inference_steps=int(num_inference_steps),
-        k=best_k,
-        threshold=thr,
-        false_flag_rate=float((s_in > thr).mean()),
-        validation_auroc=best_auc,
-    )
+            v_in, v_out = trajectory_variance(trajectory_in, k), trajectory_variance(trajectory_out, k)
+            c = float(np.median(np.log(v_in + 1e-20)))
+            for rule, auc in (("high", auroc(v_in, v_out)),
+                              ("two-sided", auroc(atypicality(v_in, c), atypicality(v_out, c)))):
+                if best[2] is None or auc > best[2]:
+                    best = (k, rule, auc)
+    k, rule, auc = best
+    v_in = trajectory_variance(trajectory_in, k)
+    center = float(np.median(np.log(v_in + 1e-20)))
+    cal = HallucinationCalibration(scheduler=scheduler, num_inference_steps=int(num_inference_steps), k=k,
+                                   threshold=0.0, false_flag_rate=0.0, validation_auroc=auc, rule=rule,
+                                   center=center if rule == "two-sided" else None)
+    stat = cal.statistic(v_in)
+    cal.threshold = float(np.quantile(stat, 1 - false_flag_rate))
+    cal.false_flag_rate = float((stat > cal.threshold).mean())
+    return cal

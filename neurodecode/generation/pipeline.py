@@ -212,7 +212,7 @@ class BrainToImagePipeline(DiffusionPipeline):
         cal = self.calibration_for(num_inference_steps)
         k = hallucination_k or (cal.k if cal is not None else min(5, len(trajectory)))
         scores = trajectory_variance(trajectory, k)
-        flags = scores > cal.threshold if (cal is not None and k == cal.k) else None
+        flags = cal.flag(scores) if (cal is not None and k == cal.k) else None
         energy = energy_report(counter.count, b) if counter is not None else {}
         rates = den.firing_rates() if spiking else None
 

@@ -175,8 +175,15 @@ def test_hallucination_score_and_calibration():
     np.testing.assert_allclose(trajectory_variance(early, 3), s_in)
     assert auroc(s_in, s_out) == 1.0 and auroc(s_out, s_in) == 0.0
     cal = calibrate(steady, wobbly, scheduler="DDIMScheduler", num_inference_steps=8, ks=(2, 5, 20), false_flag_rate=0.1)
-    assert cal.k in (2, 5) and cal.validation_auroc == 1.0
+    assert cal.k in (2, 5) and cal.validation_auroc == 1.0 and cal.rule == "high"
     assert cal.flag(s_out).all() and cal.flag(trajectory_variance(steady, cal.k)).mean() <= 0.1
+    # Out-of-distribution trajectories that settle *more* than usual: only the two-sided rule sees them.
+    frozen = np.repeat(rng.normal(size=(1, 40, 3, 4, 4)), 8, axis=0)
+    wob = np.repeat(rng.normal(size=(1, 40, 3, 4, 4)), 8, axis=0) + rng.uniform(0.005, 0.05, (1, 40, 1, 1, 1)) * rng.normal(size=(8, 40, 3, 4, 4))
+    cal2 = calibrate(wob, frozen + 1e-4 * rng.normal(size=frozen.shape), scheduler="DDIMScheduler",
+                     num_inference_steps=8, ks=(3,), false_flag_rate=0.1)
+    assert cal2.rule == "two-sided" and cal2.validation_auroc > 0.95 and cal2.center is not None
+    assert cal2.flag(trajectory_variance(frozen + 1e-4 * rng.normal(size=frozen.shape), 3)).mean() > 0.9
     with pytest.raises(UsageError, match="'k'"):
         trajectory_variance(steady, 9)
     with pytest.raises(UsageError, match="ks"):

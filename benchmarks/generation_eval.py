@@ -164,11 +164,14 @@ def main():
         o_faces = pipe(f_faces, a.steps, a.guidance, generator=g, spike_threshold_scale=tg, measure_energy=False)
         s_dec = res["ridge decoder, simulated EEG"].hallucination_score
         cal = pipe.calibration_for(a.steps)
-        hrows.append((name, cal.k if cal else None, auroc(s_in, o_noise.hallucination_score),
-                      auroc(s_in, o_faces.hallucination_score),
+        stat = cal.statistic if cal is not None else (lambda v: v)
+        hrows.append((name, f"{cal.k}, {cal.rule}" if cal else None,
+                      auroc(s_in, o_noise.hallucination_score), auroc(s_in, o_faces.hallucination_score),
+                      auroc(stat(s_in), stat(o_noise.hallucination_score)),
+                      auroc(stat(s_in), stat(o_faces.hallucination_score)),
                       float(o_noise.hallucinated.mean()) if o_noise.hallucinated is not None else None,
                       float(o_faces.hallucinated.mean()) if o_faces.hallucinated is not None else None,
-                      auroc(s_in, s_dec)))
+                      auroc(stat(s_in), stat(s_dec))))
         print(hrows[-1], flush=True)
 
     print()
@@ -184,12 +187,13 @@ def main():
     print(f"Hallucination score (variance of x0 over the last k steps), AUROC, test in-distribution "
           f"({te.sum()}) vs {a.n_ood} out-of-distribution conditionings; flagged = fraction above the threshold "
           "calibrated on the calib split")
-    print("| denoiser | k | AUROC vs noise | AUROC vs unseen classes (LFW) | flagged noise | flagged unseen "
-          "| AUROC encoder vs decoder conditioning |")
-    print("|---|---|---|---|---|---|---|")
+    print("| denoiser | k, rule | AUROC vs noise, high-variance rule | AUROC vs unseen classes, high-variance rule "
+          "| AUROC vs noise, calibrated rule | AUROC vs unseen classes, calibrated rule | flagged noise "
+          "| flagged unseen | AUROC encoder vs decoder conditioning, calibrated rule |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for h in hrows:
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"| {h[0]} | {h[1]} | {fmt(h[2])} | {fmt(h[3])} | {fmt(h[4])} | {fmt(h[5])} | {fmt(h[6])} |")
+        print(f"| {h[0]} | {h[1]} | " + " | ".join(fmt(v) for v in h[2:]) + " |")
 
 
 if __name__ == "__main__":

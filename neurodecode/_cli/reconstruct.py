@@ -90,8 +90,8 @@ def register(app):
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
         modality: str = typer.Option("eeg", "--modality", help="eeg, meg (or fmri when its decoder is installed)."),
         scheduler: str = typer.Option(None, "--scheduler", help="ddim or ddpm (default: the one stored with the weights)."),
-        steps: int = typer.Option(20, "--steps", help="Sampling steps."),
-        guidance: float = typer.Option(2.0, "--guidance", help="Classifier-free guidance scale (1 = none)."),
+        steps: int = typer.Option(None, "--steps", help="Sampling steps (default: those the weights were calibrated for, else 20)."),
+        guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale, 1 = none (default: stored, else 2)."),
         spike_threshold_scale: float = typer.Option(None, "--spike-threshold-scale", help="Threshold-guided sampling (spiking denoiser)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -113,6 +113,9 @@ def register(app):
 
         gen_path = _resolve_generator(generator)
         pipe = BrainToImagePipeline.from_weights(gen_path, scheduler=scheduler)
+        # Defaults follow the weights, so that the stored hallucination calibration applies.
+        steps = int(pipe.metadata.get("num_inference_steps", 20)) if steps is None else steps
+        guidance = float(pipe.metadata.get("guidance_scale", 2.0)) if guidance is None else guidance
         out = pipe(cond, num_inference_steps=steps, guidance_scale=guidance,
                    generator=torch.Generator().manual_seed(seed), spike_threshold_scale=spike_threshold_scale)
         meta = {**meta, "generator": str(gen_path), "denoiser": type(pipe.denoiser).__name__,

@@ -1,0 +1,287 @@
+"""``BrainToImagePipeline``: brain conditioning -> images, hallucination scores and energy estimate."""
+
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..utils import InputFileError, UsageError, atomic_path
+from .energy import OpCounter, energy_report
+from .hallucination import HallucinationCalibration, trajectory_variance
+from .spiking import SpikingUNet
+from .unet import ConditionalUNet
+
+DENOISERS = {"ConditionalUNet": ConditionalUNet, "SpikingUNet": SpikingUNet}
+SCHEDULERS = {"DDIMScheduler": DDIMScheduler, "DDPMScheduler": DDPMScheduler}
+
+
+@dataclass
+class BrainToImageOutput(BaseOutput):
+    """What :class:`BrainToImagePipeline` returns.
+
+    Attributes
+    ----------
+    images : ndarray (batch, H, W, C) in [0, 1], Tensor (batch, C, H, W), or list of PIL images
+    embeds : Tensor, shape (batch, d) or (batch, n, d)
+        The conditioning the images were generated from.
+    hallucination_score : ndarray, shape (batch,)
+        Variance of the predicted clean sample over the last ``hallucination_k`` steps.
+    hallucinated : ndarray of bool, shape (batch,) | None
+        Score above the calibrated threshold (None when no calibration exists for this scheduler and number
+        of steps).
+    energy : dict
+        Per-image operation counts and energy estimate in millijoules (see :func:`energy.energy_report`),
+        summed over every network evaluation of the sampling run (guidance included).
+    firing_rates : dict | None
+        Firing rate per spiking layer during this call (spiking denoiser only).
+    x0_trajectory : Tensor, shape (n_steps, batch, C, h, w) | None
+        Predicted clean samples per step, when asked for.
+    """
+
+    images: object
+    embeds: torch.Tensor
+    hallucination_score: np.ndarray
+    hallucinated: object
+    energy: dict
+    firing_rates: object = None
+    x0_trajectory: object = None
+
+
+def _as_tensor(x, name):
+    if x is None:
+        return None
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise UsageError(f"Invalid '{name}': expected a Tensor or ndarray, but got {type(x).__name__}.")
+    return x.float()
+
+
+class BrainToImagePipeline(DiffusionPipeline):
+    """Conditional diffusion from decoder features to images, with an ANN or spiking denoiser.
+
+    Parameters
+    ----------
+    denoiser : ConditionalUNet or SpikingUNet
+        Predicts the added noise (epsilon) from the noisy sample, the step and the conditioning.
+    scheduler : diffusers scheduler
+        DDPM, DDIM or any other epsilon-prediction scheduler of diffusers.
+    vae : diffusers autoencoder | None
+        When given, the denoiser works on its latents and images are decoded at the end.
+    """
+
+    model_cpu_offload_seq = "denoiser->vae"
+
+    def __init__(self, denoiser, scheduler, vae=None):
+        super().__init__()
+        self.register_modules(denoiser=denoiser, scheduler=scheduler, vae=vae)
+        self.hallucination_calibrations = {}
+
+    # ----------------------------------------------------------------------------------------------
+    def add_calibration(self, calibration):
+        """Register a :class:`HallucinationCalibration` (one per scheduler and number of steps)."""
+        self.hallucination_calibrations[(calibration.scheduler, calibration.num_inference_steps)] = calibration
+
+    def calibration_for(self, num_inference_steps):
+        """The calibration matching the current scheduler and ``num_inference_steps``, or None."""
+        return self.hallucination_calibrations.get((type(self.scheduler).__name__, int(num_inference_steps)))
+
+    # ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        conditioning,
+        num_inference_steps=20,
+        guidance_scale=2.0,
+        generator=None,
+        output_type="np",
+        hallucination_k=None,
+        spike_threshold_scale=None,
+        measure_energy=True,
+        return_trajectory=False,
+        return_dict=True,
+    ):
+        """Generate one image per conditioning vector.
+
+        Parameters
+        ----------
+        conditioning : BrainConditioning or Tensor/ndarray, shape (batch, d) or (batch, n, d)
+            Decoder output; its ``spatial_maps`` (batch, C, h, w) are used when the denoiser takes them.
+        num_inference_steps : int
+            Reverse steps of the scheduler.
+        guidance_scale : float
+            Classifier-free guidance weight; 1 disables guidance (one network evaluation per step).
+        generator : torch.Generator | None
+            Seeds the initial noise (and DDPM's per-step noise).
+        output_type : {"np", "pt", "pil"}
+        hallucination_k : int | None
+            Final steps for the hallucination score; default from the calibration, else ``min(5, steps)``.
+        spike_threshold_scale : float | None
+            Threshold-guided sampling for the spiking denoiser (e.g. 0.998); ignored by the ANN.
+        measure_energy : bool
+            Count operations during sampling (small overhead).
+        return_trajectory : bool
+            Also return the per-step predicted clean samples.
+        return_dict : bool
+            Return a :class:`BrainToImageOutput` (else a tuple in its field order).
+
+        Returns
+        -------
+        BrainToImageOutput
+        """
+        if output_type not in ("np", "pt", "pil"):
+            raise UsageError(
+                f"Invalid value for the 'output_type' parameter. Allowed values are 'np', 'pt' and 'pil', "
+                f"but got {output_type!r} instead."
+            )
+        if int(num_inference_steps) < 2:
+            raise UsageError(f"Invalid value for 'num_inference_steps': expected >= 2, but got {num_inference_steps}.")
+        if getattr(self.scheduler.config, "prediction_type", "epsilon") != "epsilon":
+            raise UsageError("The scheduler must use prediction_type='epsilon', the denoisers' training target.")
+        embeds = getattr(conditioning, "embeds", conditioning)
+        maps = getattr(conditioning, "spatial_maps", None)
+        embeds = _as_tensor(embeds, "conditioning.embeds")
+        maps = _as_tensor(maps, "conditioning.spatial_maps")
+        den = self.denoiser
+        if embeds.ndim not in (2, 3) or embeds.shape[-1] != den.config.cond_dim:
+            raise UsageError(
+                f"Invalid conditioning: expected embeds of shape (batch, {den.config.cond_dim}), "
+                f"but got {tuple(embeds.shape)}."
+            )
+        if den.config.spatial_channels == 0:
+            maps = None  # a decoder may produce maps that this denoiser does not use
+        device = self.device
+        b = embeds.shape[0]
+        embeds = embeds.to(device)
+        maps = maps.to(device) if maps is not None else None
+        size = den.config.sample_size
+        shape = (b, den.config.in_channels, size, size)
+        x = randn_tensor(shape, generator=generator, device=device, dtype=embeds.dtype) * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(int(num_inference_steps), device=device)
+        guided = guidance_scale is not None and guidance_scale != 1.0
+        if guided:
+            cond_in = torch.cat([embeds, embeds])
+            drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
+            maps_in = torch.cat([maps, torch.zeros_like(maps)]) if maps is not None else None
+        else:
+            cond_in, drop, maps_in = embeds, None, maps
+        step_kw = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        alphas = self.scheduler.alphas_cumprod.to(device)
+
+        spiking = isinstance(den, SpikingUNet)
+        old_scale = den.threshold_scale if spiking else None
+        if spiking:
+            den.reset_stats()
+            if spike_threshold_scale is not None:
+                den.threshold_scale = spike_threshold_scale
+        counter = OpCounter(den) if measure_energy else None
+        trajectory = []
+        try:
+            if counter is not None:
+                counter.__enter__()
+            for t in self.progress_bar(self.scheduler.timesteps):
+                inp = self.scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
+                tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
+                eps = den(inp, tt, cond_in, spatial_maps=maps_in, drop_mask=drop)
+                if guided:
+                    e_c, e_u = eps.chunk(2)
+                    eps = e_u + guidance_scale * (e_c - e_u)
+                # x0 from the epsilon prediction, independent of the scheduler's own bookkeeping.
+                a = alphas[int(t)]
+                trajectory.append(((x - (1 - a).sqrt() * eps) / a.sqrt()).cpu())
+                x = self.scheduler.step(eps, t, x, **step_kw).prev_sample
+        finally:
+            if counter is not None:
+                counter.__exit__(None, None, None)
+            if spiking:
+                den.threshold_scale = old_scale
+        trajectory = torch.stack(trajectory)
+
+        if self.vae is not None:
+            images = self.vae.decode(x / self.vae.config.scaling_factor).sample
+        else:
+            images = x
+        images = (images / 2 + 0.5).clamp(0, 1)
+
+        cal = self.calibration_for(num_inference_steps)
+        k = hallucination_k or (cal.k if cal is not None else min(5, len(trajectory)))
+        scores = trajectory_variance(trajectory, k)
+        flags = scores > cal.threshold if (cal is not None and k == cal.k) else None
+        energy = energy_report(counter.count, b) if counter is not None else {}
+        rates = den.firing_rates() if spiking else None
+
+        if output_type == "np":
+            images = images.permute(0, 2, 3, 1).cpu().numpy()
+        elif output_type == "pil":
+            images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
+        out = BrainToImageOutput(images, embeds, scores, flags, energy, rates, trajectory if return_trajectory else None)
+        return out if return_dict else out.to_tuple()
+
+    # ----------------------------------------------------------------------------------------------
+    def save_weights(self, path, overwrite=False, extra_metadata=None):
+        """Write the denoiser weights, configs and calibrations to one safetensors file (atomically)."""
+        from safetensors.torch import save_file
+
+        meta = {
+            "denoiser_class": type(self.denoiser).__name__,
+            "denoiser_config": json.dumps(dict(self.denoiser.config)),
+            "scheduler_class": type(self.scheduler).__name__,
+            "scheduler_config": json.dumps(dict(self.scheduler.config)),
+            "hallucination": json.dumps([c.to_dict() for c in self.hallucination_calibrations.values()]),
+        }
+        meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
+        state = {k: v.detach().contiguous().cpu() for k, v in self.denoiser.state_dict().items()}
+        with atomic_path(Path(path), overwrite=overwrite) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def from_weights(cls, path, scheduler=None, vae=None):
+        """Build a pipeline from a file written by :meth:`save_weights`.
+
+        Parameters
+        ----------
+        path : path-like
+        scheduler : str or diffusers scheduler | None
+            ``"ddim"``/``"ddpm"`` (built from the stored training-noise config) or an instance; default: stored.
+        vae : diffusers autoencoder | None
+        """
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputFileError(f"Generator weights file {path} does not exist.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as err:
+            raise InputFileError(f"Could not read generator weights {path}: {err}") from err
+        if meta.get("denoiser_class") not in DENOISERS:
+            raise InputFileError(
+                f"{path} is not a neurodecode generator file (no 'denoiser_class' among {sorted(DENOISERS)})."
+            )
+        den = DENOISERS[meta["denoiser_class"]].from_config(json.loads(meta["denoiser_config"]))
+        den.load_state_dict(state)
+        den.eval()
+        sched_cfg = json.loads(meta["scheduler_config"])
+        if scheduler is None or isinstance(scheduler, str):
+            name = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", None: meta["scheduler_class"]}.get(scheduler)
+            if name is None:
+                raise UsageError(
+                    f"Invalid value for the 'scheduler' parameter. Allowed values are 'ddim' and 'ddpm', "
+                    f"but got {scheduler!r} instead."
+                )
+            scheduler = SCHEDULERS[name].from_config(sched_cfg)
+        pipe = cls(den, scheduler, vae=vae)
+        for c in json.loads(meta.get("hallucination", "[]")):
+            pipe.add_calibration(HallucinationCalibration(**c))
+        pipe.metadata = meta
+        pipe.set_progress_bar_config(disable=True)
+        return pipe

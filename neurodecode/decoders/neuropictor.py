@@ -173,3 +173,47 @@ class NeuroPictorEncoder(nn.Module):
         maps = out["maps"] if "low" in levels else None
         return BrainConditioning(embeds, maps, meta={"decoder": "neuropictor", "subject": subject,
                                                      "levels": list(levels), "tokens": out["tokens"]})
+
+
+def backend_conditioning(conditioning, denoiser):
+    """Adapt a NeuroPictor :class:`BrainConditioning` to a generation-backend denoiser.
+
+    * Without the high level (``meta["levels"]`` lacks ``"high"``) the embeddings become the
+      denoiser's learned null vector, expressed in its input space, so that the generator runs
+      exactly as in its unconditional (classifier-free) branch rather than on an all-zero vector.
+    * The low-level maps are kept only if the denoiser takes spatial maps with as many channels.
+
+    Parameters
+    ----------
+    conditioning : BrainConditioning
+        From :meth:`NeuroPictorEncoder.encode`.
+    denoiser : ConditionalUNet or SpikingUNet
+        The backend's denoiser (``config.cond_dim``, ``config.spatial_channels``, ``null_embed``).
+
+    Returns
+    -------
+    BrainConditioning
+    """
+    levels = (conditioning.meta or {}).get("levels", ["high", "low"])
+    embeds = torch.as_tensor(conditioning.embeds, dtype=torch.float32)
+    cfg = denoiser.config
+    if embeds.shape[-1] != cfg.cond_dim:
+        raise UsageError(
+            f"The fMRI encoder predicts {embeds.shape[-1]}-d embeddings but the generator expects cond_dim={cfg.cond_dim}; "
+            "train both with the same image encoder."
+        )
+    if "high" not in levels:
+        null = denoiser.null_embed.detach()
+        # The denoiser standardises its inputs before swapping in the null vector; undo that here.
+        if hasattr(denoiser, "cond_mean"):
+            null = null * denoiser.cond_std + denoiser.cond_mean
+        embeds = null.expand(len(embeds), -1).clone()
+    maps = conditioning.spatial_maps
+    n_sp = getattr(cfg, "spatial_channels", 0)
+    if maps is not None and n_sp == 0:
+        maps = None
+    elif maps is not None and maps.shape[1] != n_sp:
+        raise UsageError(
+            f"The fMRI encoder makes {maps.shape[1]}-channel maps but the generator takes spatial_channels={n_sp}."
+        )
+    return BrainConditioning(embeds, maps, meta=conditioning.meta)

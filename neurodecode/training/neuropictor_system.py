@@ -92,25 +92,35 @@ class NeuroPictorSystem(L.LightningModule):
         Loss weights (see the module docstring).
     low_channels, low_size : int
         Channels and size of the coarse image the low-level readout predicts.
+    low_readout : bool
+        Read the maps out through a learned 1x1 convolution (``True``), or compare the maps
+        themselves with the coarse image (``False``; needs ``map_channels == low_channels``), which
+        makes the maps a coarse image the generator can take as its spatial input.
     backend : object | None
         Generation backend offering ``diffusion_loss(images, conditioning)``; frozen here.
     """
 
     def __init__(self, encoder, lr=1e-3, weight_decay=0.01, temperature=0.07, w_contrastive=1.0, w_embed=1.0,
-                 w_low=1.0, w_text=0.0, w_diffusion=0.0, low_channels=1, low_size=16, backend=None):
+                 w_low=1.0, w_text=0.0, w_diffusion=0.0, low_channels=1, low_size=16, low_readout=True, backend=None):
         super().__init__()
         self.encoder = encoder
         self.backend = backend
         self.save_hyperparameters(ignore=["encoder", "backend"])
-        self.readout = nn.Conv2d(encoder.map_channels, low_channels, 1)
+        if not low_readout and encoder.map_channels != low_channels:
+            raise UsageError(
+                f"low_readout=False compares the maps with the coarse image directly, so the encoder's map_channels "
+                f"({encoder.map_channels}) must equal low_channels ({low_channels})."
+            )
+        self.readout = nn.Conv2d(encoder.map_channels, low_channels, 1) if low_readout else nn.Identity()
 
     def forward(self, x, subject):
         return self.encoder(x, subject)
 
     def low_image(self, maps):
         """Coarse image read out of the low-level maps, shape (B, low_channels, low_size, low_size)."""
-        m = F.interpolate(maps, size=self.hparams.low_size, mode="bilinear", align_corners=False)
-        return self.readout(m)
+        if maps.shape[-1] != self.hparams.low_size:
+            maps = F.interpolate(maps, size=self.hparams.low_size, mode="bilinear", align_corners=False)
+        return self.readout(maps)
 
     def losses(self, batch):
         out = self.encoder(batch["x"], batch["subject"])
@@ -312,3 +322,68 @@ def train_from_config(stage, responses, images, output, *, subjects=None, subjec
     return save_checkpoint(system, output, overwrite=overwrite,
                            extra={"stage": stage, "subjects": sorted(data), "epochs": epochs, "seed": seed,
                                   "responses": str(responses), "images": str(images)})
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation (MindEye's protocol, at our image size)
+# --------------------------------------------------------------------------------------------
+def _grey(images):
+    x = np.asarray(images, np.float64)
+    if x.ndim == 4:
+        # (n, H, W, C) or (n, C, H, W): average the colour axis, whichever it is
+        x = x.mean(-1) if x.shape[-1] in (1, 3) else x.mean(1)
+    return x
+
+
+def pixcorr(recon, true):
+    """Mean per-image Pearson correlation of grey pixel values.
+
+    Parameters
+    ----------
+    recon, true : ndarray, shape (n, H, W[, C]) or (n, C, H, W), values in [0, 1]
+
+    Returns
+    -------
+    float
+    """
+    a = _grey(recon).reshape(len(recon), -1)
+    b = _grey(true).reshape(len(true), -1)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    r = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return float(r.mean())
+
+
+def ssim_score(recon, true):
+    """Mean grey-level SSIM (Gaussian weights, sigma 1.5, as in MindEye's evaluation)."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _grey(recon), _grey(true)
+    return float(np.mean([structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                                data_range=1.0) for x, y in zip(a, b)]))
+
+
+def two_way_identification(pred, true):
+    """Two-way identification: how often a prediction correlates more with its own target than with another.
+
+    Parameters
+    ----------
+    pred, true : ndarray, shape (n, d)
+        Features of the reconstructions (or decoded embeddings) and of the seen images.
+
+    Returns
+    -------
+    float
+        Mean over items of the fraction of distractors beaten (chance 0.5).
+    """
+    p = np.asarray(pred, np.float64)
+    t = np.asarray(true, np.float64)
+    p = (p - p.mean(1, keepdims=True)) / (p.std(1, keepdims=True) + 1e-12)
+    t = (t - t.mean(1, keepdims=True)) / (t.std(1, keepdims=True) + 1e-12)
+    r = p @ t.T / p.shape[1]
+    n = len(r)
+    if n < 2:
+        raise UsageError("Two-way identification needs at least 2 items.")
+    own = np.diag(r)[:, None]
+    beaten = (own > r).sum(1) / (n - 1)  # the diagonal never counts: own > own is False
+    return float(beaten.mean())

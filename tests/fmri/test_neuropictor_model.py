@@ -95,3 +95,19 @@ def test_pretrain_refine_learn_and_checkpoint_roundtrip(tmp_path):
     torch.testing.assert_close(loaded.encoder(x, "a")["embeds"], system.encoder(x, "a")["embeds"])
     with pytest.raises(UsageError, match="'subject'"):
         refine(system, data, "c")
+
+
+def test_metrics_behave():
+    from neurodecode.training.neuropictor_system import pixcorr, ssim_score, two_way_identification
+
+    rng = np.random.default_rng(0)
+    imgs = rng.random((6, 16, 16))
+    assert pixcorr(imgs, imgs) == pytest.approx(1.0)
+    assert pixcorr(1 - imgs, imgs) == pytest.approx(-1.0)
+    assert ssim_score(imgs, imgs) == pytest.approx(1.0)
+    assert ssim_score(rng.random((6, 16, 16)), imgs) < 0.3
+    f = rng.standard_normal((20, 8))
+    assert two_way_identification(f, f) == 1.0
+    assert two_way_identification(f[::-1], f) < 0.6
+    with pytest.raises(UsageError, match="at least 2"):
+        two_way_identification(f[:1], f[:1])

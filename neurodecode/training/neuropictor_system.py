@@ -359,8 +359,14 @@ def ssim_score(recon, true):
     from skimage.metrics import structural_similarity
 
     a, b = _grey(recon), _grey(true)
-    return float(np.mean([structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                                data_range=1.0) for x, y in zip(a, b)]))
+    side = min(a.shape[1:])
+    if side < 3:
+        raise UsageError(f"SSIM needs images of at least 3x3 pixels, got {a.shape[1:]}.")
+    # The Gaussian window spans 11 px; smaller images fall back to the largest odd uniform window.
+    kw = (dict(gaussian_weights=True, sigma=1.5) if side >= 11
+          else dict(gaussian_weights=False, win_size=side if side % 2 else side - 1))
+    return float(np.mean([structural_similarity(x, y, use_sample_covariance=False, data_range=1.0, **kw)
+                          for x, y in zip(a, b)]))
 
 
 def two_way_identification(pred, true):
@@ -387,3 +393,86 @@ def two_way_identification(pred, true):
     own = np.diag(r)[:, None]
     beaten = (own > r).sum(1) / (n - 1)  # the diagonal never counts: own > own is False
     return float(beaten.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Reconstruction from files (``neurodecode reconstruct --modality fmri``)
+# --------------------------------------------------------------------------------------------
+def reconstruct_fmri(checkpoint, generator, responses, output_dir, *, subject=None, levels=("high", "low"),
+                     num_inference_steps=20, guidance_scale=2.0, seed=0, images=None, overwrite=False):
+    """Decode fMRI responses with a NeuroPictor checkpoint and generate images with the shared backend.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        NeuroPictor encoder (:func:`save_checkpoint`).
+    generator : path-like
+        Generation backend weights (``BrainToImagePipeline.save_weights``).
+    responses : path-like
+        NSD-style HDF5 (:func:`neurodecode.datasets.fmri.read_nsd_responses`); repeated trials of
+        the same stimulus are averaged first.
+    output_dir : path-like
+        Folder for ``stim-<id>.png`` files and ``report.json``; created; an existing non-empty
+        folder is refused unless ``overwrite``.
+    subject : str | None
+        Subject group in ``responses`` (and in the checkpoint).
+    levels : tuple of {"high", "low"}
+        Guidance levels used (ablation).
+    images : path-like | None
+        HDF5 with the seen ``images`` (n, C, H, W) in [0, 1] indexed by stim id; when given,
+        PixCorr and SSIM are added to the report.
+
+    Returns
+    -------
+    dict
+        The report: per image its stim id, file, hallucination score and flag; energy; settings.
+    """
+    import h5py
+    from PIL import Image
+
+    from ..datasets.fmri import average_repeats, read_nsd_responses
+    from ..decoders.neuropictor import backend_conditioning
+    from ..generation.pipeline import BrainToImagePipeline
+
+    out_dir = Path(output_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise UsageError(f"Refusing to write into {out_dir}: the folder is not empty. Pass overwrite=True (--overwrite).")
+    system = load_checkpoint(checkpoint)
+    enc = system.encoder.eval()
+    pipe = BrainToImagePipeline.from_weights(generator)
+    data = average_repeats(read_nsd_responses(responses, subject))
+    subj = data.subject
+    if subj not in enc.n_voxels:
+        raise UsageError(
+            f"Subject {subj!r} of {responses} has no input layer in {checkpoint} (it has {enc.subjects}); refine on it first."
+        )
+    cond = backend_conditioning(enc.encode(data.responses, subj, levels=tuple(levels)), pipe.denoiser)
+    out = pipe(cond, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+               generator=torch.Generator().manual_seed(seed))
+    recon = np.clip(out.images, 0, 1)  # (n, H, W, C)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = []
+    for i, sid in enumerate(data.stim_ids):
+        p = out_dir / f"stim-{int(sid):05d}.png"
+        arr = (recon[i] * 255).round().astype(np.uint8)
+        with atomic_path(p, overwrite=overwrite) as tmp:
+            Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(tmp, format="PNG")
+        flag = None if out.hallucinated is None else bool(out.hallucinated[i])
+        items.append({"stim_id": int(sid), "file": p.name, "hallucination_score": float(out.hallucination_score[i]),
+                      "hallucinated": flag, "n_repeats": int(data.meta["n_repeats"][i])})
+    report = {"modality": "fmri", "decoder": "neuropictor", "subject": subj, "levels": list(levels),
+              "checkpoint": str(checkpoint), "generator": str(generator), "responses": str(responses),
+              "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "seed": seed,
+              "energy": out.energy, "images": items}
+    if images is not None:
+        with h5py.File(images, "r") as f:
+            truth = np.asarray(f["images"], np.float32)[data.stim_ids]
+        if truth.ndim == 4 and truth.shape[1] in (1, 3):
+            truth = truth.transpose(0, 2, 3, 1)
+        if truth.shape[1:3] != recon.shape[1:3]:
+            t = torch.as_tensor(truth).permute(0, 3, 1, 2)
+            truth = F.interpolate(t, size=recon.shape[1:3], mode="area").permute(0, 2, 3, 1).numpy()
+        report["metrics"] = {"PixCorr": pixcorr(recon, truth), "SSIM": ssim_score(recon, truth)}
+    with atomic_path(out_dir / "report.json", overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    return report

@@ -96,12 +96,15 @@ class NeuroPictorSystem(L.LightningModule):
         Read the maps out through a learned 1x1 convolution (``True``), or compare the maps
         themselves with the coarse image (``False``; needs ``map_channels == low_channels``), which
         makes the maps a coarse image the generator can take as its spatial input.
+    init_weights : str | None
+        A checkpoint of :func:`save_checkpoint` to start from (the refinement stage of a
+        pipeline config); the input layers of subjects it lacks stay freshly initialised.
     backend : object | None
         Generation backend offering ``diffusion_loss(images, conditioning)``; frozen here.
     """
 
     def __init__(self, encoder, lr=1e-3, weight_decay=0.01, temperature=0.07, w_contrastive=1.0, w_embed=1.0,
-                 w_low=1.0, w_text=0.0, w_diffusion=0.0, low_channels=1, low_size=16, low_readout=True, backend=None):
+                 w_low=1.0, w_text=0.0, w_diffusion=0.0, low_channels=1, low_size=16, low_readout=True, init_weights=None, backend=None):
         super().__init__()
         self.encoder = encoder
         self.backend = backend
@@ -112,6 +115,23 @@ class NeuroPictorSystem(L.LightningModule):
                 f"({encoder.map_channels}) must equal low_channels ({low_channels})."
             )
         self.readout = nn.Conv2d(encoder.map_channels, low_channels, 1) if low_readout else nn.Identity()
+        if init_weights is not None:
+            self._load_init(init_weights)
+
+    def _load_init(self, path):
+        from safetensors.torch import load_file
+
+        from ..utils import InputFileError
+
+        if not Path(path).is_file():
+            raise InputFileError(f"{path}: no such checkpoint (init_weights).")
+        state = load_file(str(path))
+        own = self.state_dict()
+        # Only tensors whose name and shape match: a new subject keeps its fresh input layer.
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not any(k.startswith("encoder.transformer.") for k in usable):
+            raise InputFileError(f"{path}: no shared-transformer weights matching this encoder; wrong checkpoint?")
+        self.load_state_dict(usable, strict=False)
 
     def forward(self, x, subject):
         return self.encoder(x, subject)
@@ -153,6 +173,51 @@ class NeuroPictorSystem(L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+class NeuroPictorDataModule(L.LightningDataModule):
+    """Per-subject batches read from an NSD-style responses file and an images file (for pipeline configs).
+
+    Parameters
+    ----------
+    responses, images, subjects :
+        See :func:`load_training_data`.
+    batch_size : int
+    low_size, low_channels : int
+        Coarse-image target of the low-level maps.
+    seed : int
+    """
+
+    def __init__(self, responses, images, subjects=None, batch_size=32, low_size=16, low_channels=1, seed=0):
+        super().__init__()
+        self.responses, self.images, self.subjects = responses, images, subjects
+        self.batch_size, self.low_size, self.low_channels, self.seed = batch_size, low_size, low_channels, seed
+
+    def setup(self, stage=None):
+        data = load_training_data(self.responses, self.images, self.subjects, low_size=self.low_size,
+                                  low_channels=self.low_channels)
+        self.data = {s: {k: v for k, v in d.items() if k != "stim_ids"} for s, d in data.items()}
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(SubjectBatches(self.data, self.batch_size, seed=self.seed), batch_size=None)
+
+
+class ExportNeuroPictor(L.Callback):
+    """Write the trained encoder with :func:`save_checkpoint` when fitting ends (for pipeline configs).
+
+    Parameters
+    ----------
+    path : str
+        Output safetensors file.
+    overwrite : bool
+    """
+
+    def __init__(self, path, overwrite=False):
+        self.path, self.overwrite = path, overwrite
+
+    def on_fit_end(self, trainer, pl_module):
+        save_checkpoint(pl_module, self.path, overwrite=self.overwrite,
+                        extra={"epochs": trainer.current_epoch, "subjects": pl_module.encoder.subjects})
 
 
 def _fit(system, data, epochs, batch_size, seed):

@@ -75,3 +75,32 @@ def test_train_stages_and_reconstruct(files):
     write_nsd_responses(files / "other.h5", FMRIResponses(np.zeros((2, 5)), [0, 1], "sub-09"))
     with pytest.raises(UsageError, match="no input layer"):
         reconstruct_fmri(ref, files / "gen.safetensors", files / "other.h5", files / "r2", num_inference_steps=2)
+
+
+@pytest.mark.parametrize("name", ["neuropictor_pretrain.yaml", "neuropictor_refine.yaml"])
+def test_pipeline_configs_instantiate(name, files, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from lightning.pytorch.cli import LightningCLI
+
+    from neurodecode.training.neuropictor_system import NeuroPictorDataModule, NeuroPictorSystem, save_checkpoint
+
+    cfg = yaml.safe_load((Path(__file__).parents[2] / "pipelines" / name).read_text())
+    enc = cfg["model"]["init_args"]["encoder"]["init_args"]
+    if "init_weights" in cfg["model"]["init_args"]:
+        # a pre-trained checkpoint of the same architecture to start from
+        from neurodecode.decoders.neuropictor import NeuroPictorEncoder
+
+        pre = NeuroPictorSystem(NeuroPictorEncoder(**enc), low_channels=1, low_size=8, low_readout=False)
+        cfg["model"]["init_args"]["init_weights"] = str(save_checkpoint(pre, files / "pre.safetensors"))
+    cfg["trainer"]["callbacks"][0]["init_args"]["path"] = str(files / "out.safetensors")
+    monkeypatch.setattr(sys, "argv", ["neurodecode"])  # pytest's own arguments are not the CLI's
+    cli = LightningCLI(NeuroPictorSystem, NeuroPictorDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                       run=False, args=cfg, save_config_callback=None)
+    assert cli.model.encoder.n_voxels == enc["n_voxels"]
+    assert cli.model.hparams.low_readout is False
+    if "init_weights" in cfg["model"]["init_args"]:
+        torch.testing.assert_close(cli.model.encoder.transformer.layers[0].linear1.weight,
+                                   pre.encoder.transformer.layers[0].linear1.weight)

@@ -12,6 +12,7 @@ _LAZY = {
     "register_decoder": "._registry",
     "list_decoders": "._registry",
     "signal_kwargs": "._registry",
+    "get_image_encoder": ".image_encoders",
 }
 
 __all__ = ["BrainConditioning", *_LAZY]

@@ -1,0 +1,89 @@
+"""Real offline images, zero-shot splits and the simulated paired EEG/MEG benchmark."""
+
+import numpy as np
+import pytest
+
+from neurodecode.datasets.paired import (
+    ImageSet,
+    PairedBrainImageData,
+    build_simulated_pairs,
+    load_image_set,
+    zero_shot_split,
+)
+from neurodecode.utils import UsageError
+
+torch = pytest.importorskip("torch")
+
+
+def _toy_encoder(dim=12):
+    from neurodecode.decoders.image_encoders import ImageEncoder
+
+    def model(x):
+        # Mean colour of a 3x3 grid of patches, plus a fixed mix: depends on image content.
+        p = torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        return torch.cat([p, p[:, :1] * 0 + p.std(1, keepdim=True)], 1)[:, :dim]
+
+    prep = {"size": 16, "mean": [0.0] * 3, "std": [1.0] * 3, "resize": "bilinear-antialias"}
+    return ImageEncoder("toy", 12, "0" * 64, prep, model)
+
+
+@pytest.mark.parametrize(
+    "source, n, n_concepts, side", [("digits", 1797, 10, 8), ("faces", 200, 20, 25), ("photos", 23 * 5, 23, 64)]
+)
+def test_image_sets_are_real_and_offline(source, n, n_concepts, side):
+    s = load_image_set(source, size=None, crops_per_photo=5)
+    assert s.images.shape == (n, side, side, 3) and s.images.dtype == np.uint8
+    assert len(np.unique(s.labels)) == n_concepts == len(s.label_names)
+    assert s.images.std() > 10  # real content, not blank
+    with pytest.raises(UsageError, match="'source' parameter"):
+        load_image_set("imagenet")
+
+
+def test_zero_shot_split_holds_out_whole_concepts():
+    labels = np.repeat(np.arange(12), 10)
+    test = zero_shot_split(labels, 25, seed=3)
+    assert test.sum() >= 25
+    assert not set(labels[test]) & set(labels[~test])
+    with pytest.raises(UsageError, match="n_test"):
+        zero_shot_split(labels, 120)
+
+
+@pytest.fixture(scope="module")
+def small_images():
+    s = load_image_set("digits", size=16)
+    keep = np.r_[0:60, 900:960]
+    return ImageSet(s.images[keep], s.labels[keep], s.label_names, "digits")
+
+
+def test_simulated_eeg_pairs_structure_and_snr(data_file, small_images):
+    data_file("eegmmidb", "S001", "S001R04.edf")
+    kw = dict(images=small_images, n_test=30, n_subjects=1, n_sources=6, encoder=_toy_encoder(), n_times=64, seed=1)
+    a = build_simulated_pairs(snr=1.0, **kw)
+    b = build_simulated_pairs(snr=4.0, **kw)
+    assert isinstance(a, PairedBrainImageData) and a.meta["simulated"] is True
+    assert a.X.shape == (120, 64, 64) and a.ch_type == "eeg" and a.sfreq == 160.0
+    assert a.ch_pos.shape == (64, 3) and np.isfinite(a.ch_pos).all()
+    tr, te = a.image_index[a.split == "train"], a.image_index[a.split == "test"]
+    assert len(te) >= 30 and not set(a.image_labels[tr]) & set(a.image_labels[te])
+    # Same seed -> same noise segments; the difference is the signal scaled by sqrt(4) - sqrt(1).
+    sig_a = (b.X - a.X) / (np.sqrt(4.0) - 1.0) * np.sqrt(1.0)
+    noise = a.X - sig_a
+    assert sig_a.var() / noise.var() == pytest.approx(1.0, rel=0.05)
+    # The signal depends on the image: identical embeddings would give identical responses.
+    assert np.corrcoef(sig_a[0].ravel(), sig_a[1].ravel())[0, 1] < 0.99
+    ep = a.to_epochs("test")
+    assert len(ep) == (a.split == "test").sum() and list(ep.metadata.columns) == ["image_index", "subject", "split"]
+
+
+def test_simulated_meg_uses_kit_montage(data_file, small_images):
+    data_file("mne_python_kit_meg", "test.sqd")
+    d = build_simulated_pairs(images=small_images, n_test=30, n_subjects=1, modality="meg", n_sources=4,
+                              encoder=_toy_encoder(), n_times=50, sfreq=100.0, seed=0)
+    assert d.X.shape == (120, 157, 50) and d.ch_type == "mag"
+
+
+def test_simulation_rejects_bad_parameters(small_images):
+    with pytest.raises(UsageError, match="'snr' parameter"):
+        build_simulated_pairs(images=small_images, snr=0, encoder=_toy_encoder())
+    with pytest.raises(UsageError, match="'modality' parameter"):
+        build_simulated_pairs(images=small_images, modality="fmri", encoder=_toy_encoder())

@@ -8,11 +8,11 @@ responses (fixed random mixtures of low- and high-level image features).
 
 Steps, all seeded:
 
-1. images (32x32 grey for the generator) and their EfficientNet-Lite0 embeddings;
-2. three simulated subjects with 1500/1000/700 voxels and 1200/800/150 training trials; 100 held-out
+1. the retrieval benchmark's 800 images (16x16 grey for the generator) and their EfficientNet-Lite0 embeddings;
+2. three simulated subjects with 1500/1000/700 voxels and 600/400/100 training trials; 100 held-out
    test images shown twice to every subject (averaged), never used in any training;
 3. the shared generation backend (``ConditionalUNet`` + ``BrainToImagePipeline``) trained on the
-   non-test images with their true embeddings (high level) and their 8x8 coarse grey images as
+   non-test images with their true embeddings (high level) and their 4x4 coarse grey images as
    spatial maps (low level), both dropped at random so zero maps / the null vector mean
    "unmodulated";
 4. NeuroPictor encoders: single-subject (trained on one subject) and multi-subject pre-training
@@ -29,6 +29,7 @@ Usage::
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,21 +37,29 @@ import numpy as np
 import torch
 
 
+SIZE = 16  # generator images, SIZE x SIZE grey
+LOW = 4  # low-level grid: simulated voxels carry LOW x LOW luminance/contrast; the maps are LOW x LOW
+
+
 def log(*a):
     print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
 
 
-def load_images(size, cache_dir):
+def load_images(size, cache_dir, n_images, encoder_size, seed):
+    """The retrieval benchmark's images: ``load_image_set("mixed", size=64)``, the same ``n_images``
+    subset (``build_simulated_pairs``' rule) and EfficientNet-Lite0 embeddings at ``encoder_size``."""
     from neurodecode.datasets.paired import load_image_set
     from neurodecode.decoders.image_encoders import encode_cached, get_image_encoder
 
-    # Embeddings from the 64-pixel images (the encoder upsamples); the generator works at `size`.
-    iset64 = load_image_set("mixed", size=64)
-    enc = get_image_encoder()
-    emb = encode_cached(enc, iset64.images, cache_dir=cache_dir)
-    small = load_image_set("mixed", size=size)
-    grey = small.images.astype(np.float32).mean(-1) / 255.0  # (n, H, W) in [0, 1]
-    return grey, emb, enc, small.labels
+    iset = load_image_set("mixed", size=64, seed=seed)
+    keep = np.sort(np.random.default_rng(seed + 7).choice(len(iset), int(n_images), replace=False))
+    imgs = iset.images[keep]
+    enc = get_image_encoder(image_size=encoder_size)
+    emb = encode_cached(enc, imgs, cache_dir=cache_dir)
+    # The generator works on small grey images: area-average 64 -> size.
+    f = 64 // size
+    grey = imgs.astype(np.float32).mean(-1).reshape(len(imgs), size, f, size, f).mean((2, 4)) / 255.0
+    return grey, emb, enc, iset.labels[keep]
 
 
 def train_backend(grey, embeds, maps, *, steps, batch_size, seed, cond_dropout=0.1, map_dropout=0.3):
@@ -63,8 +72,8 @@ def train_backend(grey, embeds, maps, *, steps, batch_size, seed, cond_dropout=0
     torch.manual_seed(seed)
     size = grey.shape[-1]
     den = ConditionalUNet(sample_size=size, in_channels=1, cond_dim=embeds.shape[1], n_tokens=4,
-                          cross_attention_dim=64, block_out_channels=(32, 64, 64),
-                          attention_levels=(False, True, True), attention_head_dim=16, spatial_channels=1)
+                          cross_attention_dim=32, block_out_channels=(16, 32), attention_levels=(False, True),
+                          attention_head_dim=16, norm_num_groups=8, spatial_channels=1)
     if hasattr(den, "set_conditioning_stats"):
         den.set_conditioning_stats(torch.as_tensor(embeds))
         e_all = torch.as_tensor(embeds, dtype=torch.float32)
@@ -109,8 +118,8 @@ def build_system(n_voxels, embed_dim, lr):
     from neurodecode.training.neuropictor_system import NeuroPictorSystem
 
     enc = NeuroPictorEncoder(n_voxels, embed_dim=embed_dim, n_tokens=8, d_model=64, depth=2, n_heads=4,
-                             n_cond_tokens=4, map_channels=1, map_size=8, dropout=0.2)
-    return NeuroPictorSystem(enc, lr=lr, low_channels=1, low_size=8, low_readout=False)
+                             n_cond_tokens=4, map_channels=1, map_size=LOW, dropout=0.2)
+    return NeuroPictorSystem(enc, lr=lr, low_channels=1, low_size=LOW, low_readout=False)
 
 
 def main():
@@ -119,9 +128,14 @@ def main():
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "neurodecode" / "neuropictor-benchmark"),
                     help="caches (embeddings, backend weights, reconstructions); outside the repository")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backend-steps", type=int, default=3000)
-    ap.add_argument("--epochs-pretrain", type=int, default=40)
-    ap.add_argument("--epochs-refine", type=int, default=20)
+    ap.add_argument("--phase", choices=["all", "backend", "encoders", "eval"], default="all",
+                    help="run one phase (results cached in --workdir) so that phases can run in parallel")
+    ap.add_argument("--n-images", type=int, default=800)
+    ap.add_argument("--encoder-size", type=int, default=128)
+    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "neurodecode" / "embeddings"))
+    ap.add_argument("--backend-steps", type=int, default=1500)
+    ap.add_argument("--epochs-pretrain", type=int, default=30)
+    ap.add_argument("--epochs-refine", type=int, default=15)
     ap.add_argument("--steps", type=int, default=20, help="DDIM sampling steps")
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--snr", type=float, nargs=3, default=(0.3, 0.25, 0.2))
@@ -130,77 +144,81 @@ def main():
     from neurodecode.datasets.fmri import average_repeats
     from neurodecode.datasets.simulated_fmri import simulate_subjects
     from neurodecode.decoders.neuropictor import backend_conditioning
+    from neurodecode.generation.pipeline import BrainToImagePipeline
     from neurodecode.training.neuropictor_system import (
+        load_checkpoint,
         low_level_target,
         pixcorr,
         pretrain,
         refine,
+        save_checkpoint,
         ssim_score,
         two_way_identification,
     )
     from neurodecode.utils import seed_everything
 
+    print(f"# command: python benchmarks/neuropictor_simulated.py {' '.join(sys.argv[1:])}")
     seed_everything(args.seed)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    size = 32
-    grey, emb, encoder, labels = load_images(size, work / "embeddings")
+    tag = f"{'quick' if args.quick else 'full'}-s{args.seed}"
+    grey, emb, encoder, labels = load_images(SIZE, args.cache_dir, 200 if args.quick else args.n_images,
+                                             args.encoder_size, args.seed)
     n = len(grey)
     rng = np.random.default_rng(args.seed)
     n_test = 24 if args.quick else 100
     test_idx = np.sort(rng.choice(n, n_test, replace=False))
     train_mask = np.ones(n, bool)
     train_mask[test_idx] = False
-    low = low_level_target(grey, 8).numpy()  # (n, 1, 8, 8) in [-1, 1]: the low-level maps' target
-    train_sizes = (120, 80, 30) if args.quick else (1200, 800, 150)
+    low = low_level_target(grey, LOW).numpy()  # (n, 1, LOW, LOW) in [-1, 1]: the low-level maps' target
+    train_sizes = (120, 80, 30) if args.quick else (600, 400, 100)
     n_vox = (1500, 1000, 700)
     order = np.concatenate([np.flatnonzero(train_mask), test_idx])  # test images last for simulate_subjects
     subs = simulate_subjects(grey[order], emb[order], train_sizes=train_sizes, n_voxels=n_vox, snr=args.snr,
-                             n_test=n_test, test_repeats=2, seed=args.seed)
+                             n_test=n_test, test_repeats=2, low_size=LOW, seed=args.seed)
     for s in subs:  # map stim ids back to the original image indices
         for part in ("train", "test"):
             s[part].stim_ids = order[s[part].stim_ids]
     names = [s["train"].subject for s in subs]
-    log(f"{n} images, {n_test} test; subjects {names} voxels {n_vox} train trials {train_sizes} snr {args.snr}")
+    log(f"{n} images ({SIZE}x{SIZE} grey), {n_test} test; subjects {names} voxels {n_vox} train trials {train_sizes} "
+        f"snr {args.snr}")
 
     backend_steps = 60 if args.quick else args.backend_steps
-    bpath = work / f"backend-{'quick' if args.quick else 'full'}-s{args.seed}-{backend_steps}.safetensors"
-    if bpath.exists():
-        from neurodecode.generation.pipeline import BrainToImagePipeline
-
-        pipe = BrainToImagePipeline.from_weights(bpath)
-        log(f"backend loaded from {bpath}")
-    else:
+    bpath = work / f"backend-{tag}-{backend_steps}.safetensors"
+    if args.phase in ("all", "backend") and not bpath.exists():
         pipe = train_backend(grey[train_mask], emb[train_mask], low[train_mask], steps=backend_steps,
-                             batch_size=32 if args.quick else 64, seed=args.seed)
+                             batch_size=32, seed=args.seed)
         pipe.save_weights(bpath)
-    den = pipe.denoiser
+        log(f"backend saved to {bpath}")
 
     lr = 1e-3
     ep_pre = 2 if args.quick else args.epochs_pretrain
     ep_ref = 1 if args.quick else args.epochs_refine
-    data = {nm: make_data(s, emb, low) for nm, s in zip(names, subs)}
-    models = {}
-    t0 = time.time()
-    multi = build_system({nm: s["train"].n_voxels for nm, s in zip(names, subs)}, emb.shape[1], lr)
-    pretrain(multi, data, epochs=ep_pre, batch_size=32, seed=args.seed)
-    log(f"multi-subject pre-training done ({time.time() - t0:.0f} s)")
-    pre_state = {k: v.clone() for k, v in multi.state_dict().items()}
-    for nm, s in zip(names, subs):
-        multi.load_state_dict(pre_state)
-        refine(multi, data, nm, epochs=ep_ref, batch_size=32, seed=args.seed)
-        models[("multi+refine", nm)] = {k: v.clone() for k, v in multi.state_dict().items()}
-        single = build_system({nm: s["train"].n_voxels}, emb.shape[1], lr)
-        # Same number of passes over the target subject's data as pre-training + refinement.
-        pretrain(single, {nm: data[nm]}, epochs=ep_pre + ep_ref, batch_size=32, seed=args.seed)
-        models[("single", nm)] = single
-        log(f"{nm}: refined and single-subject models trained ({time.time() - t0:.0f} s)")
+    ckpt = {(r, nm): work / f"encoder-{tag}-{r}-{nm}-{ep_pre}-{ep_ref}.safetensors"
+            for r in ("single", "multi+refine") for nm in names}
+    if args.phase in ("all", "encoders") and not all(p.exists() for p in ckpt.values()):
+        data = {nm: make_data(s, emb, low) for nm, s in zip(names, subs)}
+        t0 = time.time()
+        multi = build_system({nm: s["train"].n_voxels for nm, s in zip(names, subs)}, emb.shape[1], lr)
+        pretrain(multi, data, epochs=ep_pre, batch_size=32, seed=args.seed)
+        log(f"multi-subject pre-training done ({time.time() - t0:.0f} s)")
+        pre_state = {k: v.clone() for k, v in multi.state_dict().items()}
+        for nm, s in zip(names, subs):
+            multi.load_state_dict(pre_state)
+            refine(multi, data, nm, epochs=ep_ref, batch_size=32, seed=args.seed)
+            save_checkpoint(multi, ckpt[("multi+refine", nm)], overwrite=True)
+            single = build_system({nm: s["train"].n_voxels}, emb.shape[1], lr)
+            # Same number of passes over the target subject's data as pre-training + refinement.
+            pretrain(single, {nm: data[nm]}, epochs=ep_pre + ep_ref, batch_size=32, seed=args.seed)
+            save_checkpoint(single, ckpt[("single", nm)], overwrite=True)
+            log(f"{nm}: refined and single-subject models trained ({time.time() - t0:.0f} s)")
+    if args.phase not in ("all", "eval"):
+        return
+    pipe = BrainToImagePipeline.from_weights(bpath)
+    den = pipe.denoiser
 
     def encoder_for(regime, nm):
-        if regime == "single":
-            return models[(regime, nm)].encoder.eval()
-        multi.load_state_dict(models[(regime, nm)])
-        return multi.encoder.eval()
+        return load_checkpoint(ckpt[(regime, nm)]).encoder.eval()
 
     true_feat = emb[test_idx]
     rows = []
@@ -215,7 +233,7 @@ def main():
             dec = enc.encode(test.responses, nm)
             emb_2way = two_way_identification(dec.embeds.numpy(), true_feat)
             coarse = (dec.spatial_maps.numpy()[:, 0] + 1) / 2
-            map_pix = pixcorr(coarse, low_level_target(truth, 8).numpy()[:, 0] / 2 + 0.5)
+            map_pix = pixcorr(coarse, low_level_target(truth, LOW).numpy()[:, 0] / 2 + 0.5)
             level_sets = [("high", "low")] if regime == "single" else [("high",), ("low",), ("high", "low")]
             for levels in level_sets:
                 cond = backend_conditioning(enc.encode(test.responses, nm, levels=levels), den)
@@ -248,9 +266,9 @@ def main():
 
     print()
     print(f"SIMULATED fMRI (real images, real BOLD noise); {n_test} held-out test images x 2 repeats; seed {args.seed}; "
-          f"DDIM {gen['num_inference_steps']} steps, guidance {args.guidance}; 32x32 grey")
+          f"DDIM {gen['num_inference_steps']} steps, guidance {args.guidance}; {SIZE}x{SIZE} grey")
     print()
-    print("| subject | train trials | regime | levels | PixCorr | SSIM | 2-way (recon, EffNet-L0) | 2-way (decoded embed) | PixCorr decoded 8x8 map |")
+    print("| subject | train trials | regime | levels | PixCorr | SSIM | 2-way (recon, EffNet-L0) | 2-way (decoded embed) | PixCorr decoded 4x4 map |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['subject']} | {r['train_trials']} | {r['regime']} | {r['levels']} | {r['PixCorr']:.3f} | {r['SSIM']:.3f} | "
@@ -273,7 +291,7 @@ def main():
     print(f"{least} (least data): multi+refine vs single, 2-way recon {mr['2way_recon']:.3f} vs {sg['2way_recon']:.3f}, "
           f"PixCorr {mr['PixCorr']:.3f} vs {sg['PixCorr']:.3f}, 2-way decoded embed {mr['2way_decoded_embed']:.3f} vs "
           f"{sg['2way_decoded_embed']:.3f}")
-    np.savez_compressed(work / f"recons-{'quick' if args.quick else 'full'}.npz", test_idx=test_idx,
+    np.savez_compressed(work / f"recons-{tag}.npz", test_idx=test_idx,
                         **{"|".join(k): v for k, v in recon_cache.items()})
 
 

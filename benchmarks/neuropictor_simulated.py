@@ -246,7 +246,7 @@ def main():
                     "subject": nm, "train_trials": len(s["train"]), "regime": regime, "levels": "+".join(levels),
                     "PixCorr": pixcorr(rec, truth), "SSIM": ssim_score(rec, truth),
                     "2way_recon": two_way_identification(rec_feat, true_feat),
-                    "2way_decoded_embed": emb_2way, "PixCorr_decoded_8x8": map_pix,
+                    "2way_decoded_embed": emb_2way, "PixCorr_decoded_map": map_pix,
                     "halluc_mean": float(np.mean(out.hallucination_score)),
                 })
                 log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}))

@@ -272,7 +272,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['subject']} | {r['train_trials']} | {r['regime']} | {r['levels']} | {r['PixCorr']:.3f} | {r['SSIM']:.3f} | "
-              f"{r['2way_recon']:.3f} | {r['2way_decoded_embed']:.3f} | {r['PixCorr_decoded_8x8']:.3f} |")
+              f"{r['2way_recon']:.3f} | {r['2way_decoded_embed']:.3f} | {r['PixCorr_decoded_map']:.3f} |")
     print()
     print("| reference (same backend, same test images) | PixCorr | SSIM | 2-way (recon) |")
     print("|---|---|---|---|")

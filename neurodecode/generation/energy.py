@@ -105,7 +105,7 @@ class OpCounter:
 
     def _layer_hook(self, name):
         def hook(mod, args, out):
-            x = args[0]
+            x = args[0].detach()
             if isinstance(mod, nn.Conv2d):
                 fan_in = mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
             else:

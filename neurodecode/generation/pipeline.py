@@ -224,8 +224,11 @@ class BrainToImagePipeline(DiffusionPipeline):
         return out if return_dict else out.to_tuple()
 
     # ----------------------------------------------------------------------------------------------
-    def save_weights(self, path, overwrite=False, extra_metadata=None):
-        """Write the denoiser weights, configs and calibrations to one safetensors file (atomically)."""
+    def save_weights(self, path, overwrite=False, extra_metadata=None, half=False):
+        """Write the denoiser weights, configs and calibrations to one safetensors file (atomically).
+
+        ``half=True`` stores floating-point tensors in float16 (half the size; loaded back as float32).
+        """
         from safetensors.torch import save_file
 
         meta = {
@@ -237,6 +240,8 @@ class BrainToImagePipeline(DiffusionPipeline):
         }
         meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
         state = {k: v.detach().contiguous().cpu() for k, v in self.denoiser.state_dict().items()}
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         with atomic_path(Path(path), overwrite=overwrite) as tmp:
             save_file(state, str(tmp), metadata=meta)
         return Path(path)

@@ -30,7 +30,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from ..utils import UsageError
-from .unet import prepare_spatial, project_conditioning
+from .unet import prepare_spatial, project_conditioning, set_conditioning_stats
 
 
 class ATanSpike(torch.autograd.Function):
@@ -278,6 +278,8 @@ class SpikingUNet(ModelMixin, ConfigMixin):
         self.time_mlp = nn.Sequential(nn.Linear(chs[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_proj = nn.Linear(cond_dim, n_tokens * cross_attention_dim)
         self.null_embed = nn.Parameter(torch.zeros(cond_dim))
+        self.register_buffer("cond_mean", torch.zeros(cond_dim))
+        self.register_buffer("cond_std", torch.ones(cond_dim))
         self.conv_in = nn.Conv2d(in_channels + spatial_channels, chs[0], 3, padding=1)
 
         # Down path; like diffusers, every block output is kept for a skip connection.
@@ -322,6 +324,10 @@ class SpikingUNet(ModelMixin, ConfigMixin):
         self.conv_out = TSMConv2d(prev, in_channels, 3, padding=1, time_steps=ts, norm=False)
 
     # ----------------------------------------------------------------------------------------------
+    def set_conditioning_stats(self, embeds):
+        """Store the per-dimension mean and standard deviation of training conditioning vectors (n, cond_dim)."""
+        set_conditioning_stats(self, embeds)
+
     def neurons(self):
         """Named spiking neurons, in network order."""
         return [(n, m) for n, m in self.named_modules() if isinstance(m, LIFNeuron)]
@@ -372,7 +378,9 @@ class SpikingUNet(ModelMixin, ConfigMixin):
         if timestep.ndim == 0:
             timestep = timestep.expand(b)
         emb = self.time_mlp(timestep_embedding(timestep, self.config.block_out_channels[0]).to(sample.dtype))
-        tokens = project_conditioning(self.cond_proj, self.null_embed, embeds, self.config.n_tokens, drop_mask)
+        tokens = project_conditioning(
+            self.cond_proj, self.null_embed, embeds, self.config.n_tokens, drop_mask, self.cond_mean, self.cond_std
+        )
         x = prepare_spatial(sample, spatial_maps, self.config.spatial_channels)
         # The real-valued input is identical at every SNN step, so the first conv runs once.
         h = self.conv_in(x)[None].expand(t_snn, *([-1] * 4)).contiguous()

@@ -21,8 +21,11 @@ from torch import nn
 from ..utils import UsageError
 
 
-def project_conditioning(proj, null_embed, embeds, n_tokens, drop_mask=None):
+def project_conditioning(proj, null_embed, embeds, n_tokens, drop_mask=None, mean=None, std=None):
     """Turn conditioning vectors into cross-attention tokens.
+
+    Vectors are standardised with ``mean``/``std`` (the training set's, stored in the model) so that a
+    decoder's raw output in the image encoder's space can be passed as is.
 
     Parameters
     ----------
@@ -35,6 +38,7 @@ def project_conditioning(proj, null_embed, embeds, n_tokens, drop_mask=None):
         Tokens made from each conditioning vector.
     drop_mask : Tensor of bool, shape (batch,) | None
         True where the conditioning is replaced by the null vector.
+    mean, std : Tensor, shape (cond_dim,) | None
 
     Returns
     -------
@@ -48,6 +52,8 @@ def project_conditioning(proj, null_embed, embeds, n_tokens, drop_mask=None):
             f"but got {tuple(embeds.shape)}."
         )
     embeds = embeds.to(null_embed.dtype)
+    if mean is not None:
+        embeds = (embeds - mean) / std
     if drop_mask is not None:
         embeds = torch.where(drop_mask[:, None, None].to(embeds.device), null_embed.expand_as(embeds), embeds)
     b, n, _ = embeds.shape
@@ -76,6 +82,13 @@ def prepare_spatial(sample, spatial_maps, spatial_channels):
         if maps.shape[-2:] != (h, w):
             maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)
     return torch.cat([sample, maps], dim=1)
+
+
+def set_conditioning_stats(model, embeds):
+    e = torch.as_tensor(embeds, dtype=torch.float32).reshape(-1, model.cond_mean.shape[0])
+    model.cond_mean.copy_(e.mean(0))
+    # A floor keeps constant dimensions (e.g. dead ReLU features) from blowing up.
+    model.cond_std.copy_(e.std(0).clamp_min(1e-3 * float(e.std(0).max()) + 1e-8))
 
 
 class ConditionalUNet(ModelMixin, ConfigMixin):
@@ -146,6 +159,12 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         )
         self.cond_proj = nn.Linear(cond_dim, n_tokens * cross_attention_dim)
         self.null_embed = nn.Parameter(torch.zeros(cond_dim))
+        self.register_buffer("cond_mean", torch.zeros(cond_dim))
+        self.register_buffer("cond_std", torch.ones(cond_dim))
+
+    def set_conditioning_stats(self, embeds):
+        """Store the per-dimension mean and standard deviation of training conditioning vectors (n, cond_dim)."""
+        set_conditioning_stats(self, embeds)
 
     def forward(self, sample, timestep, embeds, spatial_maps=None, drop_mask=None):
         """Predict the noise in ``sample``.
@@ -163,6 +182,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         -------
         Tensor, shape like ``sample``
         """
-        tokens = project_conditioning(self.cond_proj, self.null_embed, embeds, self.config.n_tokens, drop_mask)
+        tokens = project_conditioning(
+            self.cond_proj, self.null_embed, embeds, self.config.n_tokens, drop_mask, self.cond_mean, self.cond_std
+        )
         x = prepare_spatial(sample, spatial_maps, self.config.spatial_channels)
         return self.unet(x, timestep, encoder_hidden_states=tokens).sample

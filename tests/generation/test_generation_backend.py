@@ -1,0 +1,262 @@
+"""Generation backend: denoisers, spiking neurons, energy counting, hallucination score, pipeline."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from neurodecode.decoders.conditioning import BrainConditioning
+from neurodecode.generation.energy import E_AC_PJ, E_MAC_PJ, OpCounter
+from neurodecode.generation.hallucination import auroc, calibrate, trajectory_variance
+from neurodecode.generation.pipeline import BrainToImagePipeline
+from neurodecode.generation.spiking import ATanSpike, LIFNeuron, SpikingUNet, TSMConv2d
+from neurodecode.generation.unet import ConditionalUNet
+from neurodecode.utils import InputFileError, UsageError
+
+TINY = dict(sample_size=8, in_channels=1, cond_dim=12, n_tokens=2, cross_attention_dim=16,
+            block_out_channels=(8, 16), attention_levels=(False, True), attention_head_dim=8)
+
+
+def _ann(**kw):
+    torch.manual_seed(0)
+    return ConditionalUNet(**{**TINY, "norm_num_groups": 4, **kw})
+
+
+def _snn(**kw):
+    torch.manual_seed(0)
+    m = SpikingUNet(**{**TINY, "time_steps": 2, **kw})
+    # Set the batch-norm statistics from a few batches, as training would, so that activity
+    # propagates in eval mode (with the initial statistics an untrained SNN is silent).
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.momentum = None
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(8, 1, 8, 8), torch.randint(0, 1000, (8,)), torch.randn(8, 12))
+    return m
+
+
+@pytest.mark.parametrize("make", [_ann, _snn])
+def test_denoiser_shapes_conditioning_and_gradients(make):
+    m = make()
+    x = torch.randn(3, 1, 8, 8)
+    t = torch.tensor([0, 500, 999])
+    e = torch.randn(3, 12)
+    y = m(x, t, e)
+    assert y.shape == x.shape
+    # The conditioning matters: other vectors give another prediction.
+    assert not torch.allclose(m(x, t, e + 1.0), y)
+    # Token sequences (batch, n, d) are accepted too.
+    assert m(x, t, e[:, None].repeat(1, 3, 1)).shape == x.shape
+    # Dropping the conditioning gives the same output whatever the vector was (null embedding).
+    drop = torch.ones(3, dtype=torch.bool)
+    torch.testing.assert_close(m(x, t, e, drop_mask=drop), m(x, t, e * 5, drop_mask=drop))
+    y.pow(2).mean().backward()
+    assert m.cond_proj.weight.grad is not None and m.cond_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(UsageError, match="embeds"):
+        m(x, t, torch.randn(3, 7))
+    with pytest.raises(UsageError, match="spatial_channels=0"):
+        m(x, t, e, spatial_maps=torch.randn(3, 2, 4, 4))
+
+
+@pytest.mark.parametrize("make", [_ann, _snn])
+def test_spatial_maps_change_the_prediction(make):
+    m = make(spatial_channels=2)
+    x, t, e = torch.randn(2, 1, 8, 8), torch.tensor([10, 20]), torch.randn(2, 12)
+    maps = torch.randn(2, 2, 4, 4)  # resized to the sample grid inside
+    assert not torch.allclose(m(x, t, e, spatial_maps=maps), m(x, t, e))
+    with pytest.raises(UsageError, match="spatial_maps"):
+        m(x, t, e, spatial_maps=torch.randn(2, 3, 4, 4))
+
+
+def test_conditioning_stats_standardise_inputs():
+    m = _ann()
+    e = torch.randn(50, 12) * 7 + 3
+    m.set_conditioning_stats(e)
+    torch.testing.assert_close(m.cond_mean, e.mean(0))
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([5, 5])
+    # After standardisation, shifting every input by the stored mean is the same as a zero-mean input.
+    m2 = _ann()
+    torch.testing.assert_close(m(x, t, e[:2]), m2(x, t, (e[:2] - m.cond_mean) / m.cond_std))
+
+
+def test_lif_neuron_dynamics_and_surrogate():
+    # IF neuron, threshold 1: constant input 0.6 -> V = 0.6, 1.2 (spike, reset), 0.6, 1.2 (spike)
+    n = LIFNeuron(tau=None, threshold=1.0)
+    s = n(torch.full((4, 1), 0.6))
+    assert s.flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert n.spikes == 2 and n.slots == 4
+    # LIF with tau=2 leaks: V = 0.3, 0.45, 0.525 ... never reaches 1 with input 0.6.
+    lif = LIFNeuron(tau=2.0)
+    assert lif(torch.full((6, 1), 0.6)).sum() == 0
+    # Threshold guidance: a lower threshold makes the same input fire earlier.
+    n.threshold_scale = 0.5
+    assert n(torch.full((4, 1), 0.6)).flatten().tolist() == [1.0, 1.0, 1.0, 1.0]
+    # Surrogate gradient: largest at the threshold, decaying away from it.
+    x = torch.tensor([0.0, 0.5, -2.0], requires_grad=True)
+    ATanSpike.apply(x, 2.0).sum().backward()
+    g = x.grad
+    assert g[0] == pytest.approx(1.0) and g[0] > g[1] > g[2] > 0
+    with pytest.raises(UsageError, match="tau"):
+        LIFNeuron(tau=0.5)
+
+
+def test_tsm_scales_each_snn_step():
+    conv = TSMConv2d(2, 3, time_steps=3, norm=False)
+    s = (torch.rand(3, 2, 2, 5, 5) > 0.5).float()
+    base = conv(s)
+    with torch.no_grad():
+        conv.tsm_scale.copy_(torch.tensor([1.0, 2.0, 0.0]))
+    y = conv(s)
+    torch.testing.assert_close(y[0], base[0])
+    torch.testing.assert_close(y[1], 2 * base[1])
+    assert torch.all(y[2] == 0)
+
+
+def test_spiking_unet_records_firing_and_threshold_guidance():
+    m = _snn().eval()
+    x, t, e = torch.randn(2, 1, 8, 8), torch.tensor([100, 900]), torch.randn(2, 12)
+    m.reset_stats()
+    y1 = m(x, t, e)
+    rates = m.firing_rates()
+    assert len(rates) == len(m.neurons()) and all(0 <= r <= 1 for r in rates.values())
+    assert any(r > 0 for r in rates.values())
+    m.threshold_scale = 0.9
+    y2 = m(x, t, e)
+    assert not torch.allclose(y1, y2)
+    assert len(m.tsm_parameters()) > 5
+    with pytest.raises(UsageError, match="threshold_scale"):
+        m.threshold_scale = 0.0
+
+
+def test_energy_counts_macs_and_measured_spikes():
+    conv = torch.nn.Conv2d(2, 4, 3, padding=1, bias=False)
+    x = torch.randn(1, 2, 5, 5)
+    with OpCounter(conv, spike_aware=True) as c:
+        conv(x)
+    dense = 4 * 5 * 5 * 2 * 9
+    assert c.count.macs == dense and c.count.sops == 0
+    assert c.count.energy_joules() == pytest.approx(dense * E_MAC_PJ * 1e-12)
+    spikes = torch.zeros(1, 2, 5, 5)
+    spikes[0, 0, :2] = 1  # 10 of 50 inputs fire
+    with OpCounter(conv, spike_aware=True) as c:
+        conv(spikes)
+    assert c.count.macs == 0 and c.count.sops == pytest.approx(dense * 0.2)
+    assert c.count.energy_joules() == pytest.approx(dense * 0.2 * E_AC_PJ * 1e-12)
+    # A dense network's zeros are not spikes.
+    with OpCounter(conv) as c:
+        conv(spikes)
+    assert c.count.macs == dense
+
+
+def test_spiking_energy_follows_activity():
+    m = _snn().eval()
+    x, t, e = torch.randn(2, 1, 8, 8), torch.tensor([100, 900]), torch.randn(2, 12)
+    with OpCounter(m) as c1:
+        m(x, t, e)
+    m.threshold_scale = 3.0  # fewer spikes -> fewer synaptic operations, same MACs
+    with OpCounter(m) as c2:
+        m(x, t, e)
+    assert c1.count.sops > c2.count.sops > 0 or c2.count.sops == 0
+    assert c1.count.sops > c2.count.sops
+    assert c1.count.macs == pytest.approx(c2.count.macs)
+    assert c1.count.dense_spiking_macs > c1.count.sops
+
+
+def test_hallucination_score_and_calibration():
+    rng = np.random.default_rng(0)
+    steady = np.repeat(rng.normal(size=(1, 40, 3, 4, 4)), 8, axis=0) + 0.01 * rng.normal(size=(8, 40, 3, 4, 4))
+    wobbly = rng.normal(size=(8, 40, 3, 4, 4))
+    s_in, s_out = trajectory_variance(steady, 3), trajectory_variance(wobbly, 3)
+    assert s_in.shape == (40,) and s_in.max() < s_out.min()
+    # Only the last k steps count: a jump early in the trajectory does not raise the score.
+    early = steady.copy()
+    early[0] += 10
+    np.testing.assert_allclose(trajectory_variance(early, 3), s_in)
+    assert auroc(s_in, s_out) == 1.0 and auroc(s_out, s_in) == 0.0
+    cal = calibrate(steady, wobbly, scheduler="DDIMScheduler", num_inference_steps=8, ks=(2, 5, 20), false_flag_rate=0.1)
+    assert cal.k in (2, 5) and cal.validation_auroc == 1.0
+    assert cal.flag(s_out).all() and cal.flag(trajectory_variance(steady, cal.k)).mean() <= 0.1
+    with pytest.raises(UsageError, match="'k'"):
+        trajectory_variance(steady, 9)
+    with pytest.raises(UsageError, match="ks"):
+        calibrate(steady, scheduler="x", num_inference_steps=8, ks=(50,))
+
+
+@pytest.mark.parametrize("make", [_ann, _snn])
+@pytest.mark.parametrize("sched", [DDIMScheduler, DDPMScheduler])
+def test_pipeline_outputs(make, sched):
+    den = make().eval()
+    pipe = BrainToImagePipeline(den, sched(num_train_timesteps=100))
+    pipe.set_progress_bar_config(disable=True)
+    cond = BrainConditioning(embeds=np.random.default_rng(0).normal(size=(3, 12)).astype("float32"))
+    out = pipe(cond, num_inference_steps=4, guidance_scale=2.0, generator=torch.Generator().manual_seed(0),
+               return_trajectory=True)
+    assert out.images.shape == (3, 8, 8, 1) and out.images.min() >= 0 and out.images.max() <= 1
+    assert out.hallucination_score.shape == (3,) and np.all(out.hallucination_score >= 0)
+    assert out.hallucinated is None  # no calibration registered
+    assert out.x0_trajectory.shape == (4, 3, 1, 8, 8)
+    assert out.energy["energy_mj"] > 0
+    if isinstance(den, SpikingUNet):
+        assert out.energy["sops"] > 0 and out.firing_rates
+        assert out.energy["energy_mj"] < out.energy["ann_equivalent_mj"]
+    else:
+        assert out.energy["sops"] == 0 and out.firing_rates is None
+    # Same seed -> same images; guidance changes them.
+    again = pipe(cond, num_inference_steps=4, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(again.images, out.images, atol=1e-5)
+    other = pipe(cond, num_inference_steps=4, guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
+    assert not np.allclose(other.images, out.images)
+
+
+def test_pipeline_energy_scales_with_guidance_and_steps():
+    pipe = BrainToImagePipeline(_ann().eval(), DDIMScheduler(num_train_timesteps=100))
+    pipe.set_progress_bar_config(disable=True)
+    e = torch.randn(2, 12)
+    one = pipe(e, num_inference_steps=4, guidance_scale=1.0).energy["macs"]
+    assert pipe(e, num_inference_steps=4, guidance_scale=3.0).energy["macs"] == pytest.approx(2 * one)
+    assert pipe(e, num_inference_steps=8, guidance_scale=1.0).energy["macs"] == pytest.approx(2 * one)
+
+
+def test_pipeline_flags_and_weights_roundtrip(tmp_path):
+    den = _snn().eval()
+    pipe = BrainToImagePipeline(den, DDIMScheduler(num_train_timesteps=100))
+    pipe.set_progress_bar_config(disable=True)
+    e = torch.randn(4, 12)
+    out = pipe(e, num_inference_steps=5, return_trajectory=True, generator=torch.Generator().manual_seed(1))
+    cal = calibrate(out.x0_trajectory, scheduler="DDIMScheduler", num_inference_steps=5, ks=(3,), false_flag_rate=0.5)
+    pipe.add_calibration(cal)
+    flagged = pipe(e, num_inference_steps=5, generator=torch.Generator().manual_seed(1)).hallucinated
+    assert flagged is not None and flagged.dtype == bool and 0 < flagged.sum() < 4
+    path = pipe.save_weights(tmp_path / "gen.safetensors")
+    with pytest.raises(UsageError, match="exists"):
+        pipe.save_weights(path)
+    back = BrainToImagePipeline.from_weights(path)
+    assert isinstance(back.denoiser, SpikingUNet) and back.calibration_for(5).k == 3
+    a = pipe(e, num_inference_steps=5, generator=torch.Generator().manual_seed(2)).images
+    b = back(e, num_inference_steps=5, generator=torch.Generator().manual_seed(2)).images
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    # Another scheduler than the stored one: no calibration -> no flags.
+    assert BrainToImagePipeline.from_weights(path, scheduler="ddpm")(e, num_inference_steps=5).hallucinated is None
+    with pytest.raises(InputFileError, match="does not exist"):
+        BrainToImagePipeline.from_weights(tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    with pytest.raises(InputFileError, match="bad.safetensors"):
+        BrainToImagePipeline.from_weights(tmp_path / "bad.safetensors")
+    with pytest.raises(UsageError, match="output_type"):
+        pipe(e, output_type="jpg")
+
+
+def test_pipeline_latent_space_with_autoencoder():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=1, out_channels=1, latent_channels=2, block_out_channels=(8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=4, sample_size=16).eval()
+    den = _ann(in_channels=2).eval()
+    pipe = BrainToImagePipeline(den, DDIMScheduler(num_train_timesteps=100), vae=vae)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(torch.randn(2, 12), num_inference_steps=3, output_type="pt")
+    # 8x8 latents decoded to 16x16 images.
+    assert out.images.shape == (2, 1, 16, 16)

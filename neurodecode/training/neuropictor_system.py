@@ -541,3 +541,46 @@ def reconstruct_fmri(checkpoint, generator, responses, output_dir, *, subject=No
     with atomic_path(out_dir / "report.json", overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
     return report
+
+
+def fmri_conditioning(decoder, input_path, levels=("high", "low"), **_):
+    """Handler of ``neurodecode reconstruct --modality fmri`` (see ``_cli/reconstruct.py``).
+
+    Parameters
+    ----------
+    decoder : path-like
+        NeuroPictor checkpoint (:func:`save_checkpoint`).
+    input_path : path-like
+        NSD-style HDF5 responses of one subject; ``file.h5#sub-02`` picks a subject in a multi-subject
+        file. Repeats of a stimulus are averaged. When the file also holds a top-level ``images``
+        dataset (n, H, W[, C]) or (n, C, H, W) indexed by stim id, those are returned as the seen images.
+    levels : tuple of {"high", "low"}
+
+    Returns
+    -------
+    conditioning : BrainConditioning
+    seen : ndarray, shape (n, H, W[, C]) | None
+    meta : dict
+    """
+    import h5py
+
+    from ..datasets.fmri import average_repeats, read_nsd_responses
+
+    path, _, subject = str(input_path).partition("#")
+    data = average_repeats(read_nsd_responses(path, subject or None))
+    system = load_checkpoint(decoder)
+    enc = system.encoder.eval()
+    if data.subject not in enc.n_voxels:
+        raise UsageError(
+            f"Subject {data.subject!r} of {path} has no input layer in {decoder} (it has {enc.subjects}); refine on it first."
+        )
+    cond = enc.encode(data.responses, data.subject, levels=tuple(levels))
+    seen = None
+    with h5py.File(path, "r") as f:
+        if "images" in f:
+            seen = np.asarray(f["images"])[data.stim_ids]
+            if seen.ndim == 4 and seen.shape[1] in (1, 3) and seen.shape[-1] not in (1, 3):
+                seen = seen.transpose(0, 2, 3, 1)
+    meta = {"decoder": str(decoder), "subject": data.subject, "levels": list(levels),
+            "stim_ids": data.stim_ids.tolist(), "n_repeats": data.meta["n_repeats"]}
+    return cond, seen, meta

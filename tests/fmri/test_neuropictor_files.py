@@ -71,6 +71,17 @@ def test_train_stages_and_reconstruct(files):
     assert -1 <= report["metrics"]["PixCorr"] <= 1
     with pytest.raises(UsageError, match="not empty"):
         reconstruct_fmri(ref, files / "gen.safetensors", files / "test.h5", out, num_inference_steps=2)
+    # the same through the command line (reconstruct --modality fmri), with the seen images in the input file
+    from neurodecode.cli import main
+
+    with h5py.File(files / "test.h5", "a") as f:
+        f["images"] = np.random.default_rng(1).random((20, 16, 16))
+    with pytest.raises(SystemExit) as exc:
+        main(["reconstruct", "--modality", "fmri", "--decoder", str(ref), "--generator", str(files / "gen.safetensors"),
+              "--input", f"{files / 'test.h5'}#sub-02", "-o", str(files / "cli"), "--steps", "2"])
+    assert exc.value.code == 0
+    summary = json.loads((files / "cli" / "summary.json").read_text())
+    assert "sub-02" in json.dumps(summary) and (files / "cli" / "report.html").is_file()
     # a checkpoint without the subject's input layer is refused with a clear message
     write_nsd_responses(files / "other.h5", FMRIResponses(np.zeros((2, 5)), [0, 1], "sub-09"))
     with pytest.raises(UsageError, match="no input layer"):

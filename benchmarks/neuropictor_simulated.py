@@ -133,7 +133,7 @@ def main():
     ap.add_argument("--n-images", type=int, default=800)
     ap.add_argument("--encoder-size", type=int, default=128)
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "neurodecode" / "embeddings"))
-    ap.add_argument("--backend-steps", type=int, default=1500)
+    ap.add_argument("--backend-steps", type=int, default=1200)
     ap.add_argument("--epochs-pretrain", type=int, default=30)
     ap.add_argument("--epochs-refine", type=int, default=15)
     ap.add_argument("--steps", type=int, default=20, help="DDIM sampling steps")

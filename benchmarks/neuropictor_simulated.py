@@ -130,6 +130,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phase", choices=["all", "backend", "encoders", "eval"], default="all",
                     help="run one phase (results cached in --workdir) so that phases can run in parallel")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="with --phase eval: evaluate only these units (subject names or 'references'), cache, exit")
     ap.add_argument("--n-images", type=int, default=800)
     ap.add_argument("--encoder-size", type=int, default=128)
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "neurodecode" / "embeddings"))
@@ -221,13 +223,20 @@ def main():
         return load_checkpoint(ckpt[(regime, nm)]).encoder.eval()
 
     true_feat = emb[test_idx]
-    rows = []
-    recon_cache = {}
+    truth = grey[test_idx]
     gen = dict(num_inference_steps=3 if args.quick else args.steps, guidance_scale=args.guidance)
-    for nm, s in zip(names, subs):
+    gtag = f"{tag}-{backend_steps}-{ep_pre}-{ep_ref}-{gen['num_inference_steps']}-{args.guidance}"
+    recon_cache = {}
+
+    def score(rec):
+        rec_feat = encoder.encode(np.repeat(rec[..., None], 3, -1))
+        return {"PixCorr": pixcorr(rec, truth), "SSIM": ssim_score(rec, truth),
+                "2way_recon": two_way_identification(rec_feat, true_feat)}
+
+    def subject_rows(nm, s):
         test = average_repeats(s["test"])  # rows in increasing stim id order == test_idx order
         assert np.array_equal(test.stim_ids, test_idx)
-        truth = grey[test_idx]
+        rows = []
         for regime in ("single", "multi+refine"):
             enc = encoder_for(regime, nm)
             dec = enc.encode(test.responses, nm)
@@ -237,32 +246,49 @@ def main():
             level_sets = [("high", "low")] if regime == "single" else [("high",), ("low",), ("high", "low")]
             for levels in level_sets:
                 cond = backend_conditioning(enc.encode(test.responses, nm, levels=levels), den)
-                g = torch.Generator().manual_seed(args.seed)
-                out = pipe(cond, generator=g, **gen)
+                out = pipe(cond, generator=torch.Generator().manual_seed(args.seed), **gen)
                 rec = out.images[..., 0]
-                rec_feat = encoder.encode(np.repeat(rec[..., None], 3, -1))
                 recon_cache[(nm, regime, "+".join(levels))] = rec
-                rows.append({
-                    "subject": nm, "train_trials": len(s["train"]), "regime": regime, "levels": "+".join(levels),
-                    "PixCorr": pixcorr(rec, truth), "SSIM": ssim_score(rec, truth),
-                    "2way_recon": two_way_identification(rec_feat, true_feat),
-                    "2way_decoded_embed": emb_2way, "PixCorr_decoded_map": map_pix,
-                    "halluc_mean": float(np.mean(out.hallucination_score)),
-                })
+                rows.append({"subject": nm, "train_trials": len(s["train"]), "regime": regime,
+                             "levels": "+".join(levels), **score(rec), "2way_decoded_embed": emb_2way,
+                             "PixCorr_decoded_map": map_pix, "halluc_mean": float(np.mean(out.hallucination_score))})
                 log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}))
-    # References: the backend driven by the TRUE embeddings/maps of the test images, and unconditioned.
-    from neurodecode.decoders import BrainConditioning
+        return rows
 
-    truth = grey[test_idx]
-    refs = {"true high+low (upper bound)": BrainConditioning(torch.as_tensor(true_feat), torch.as_tensor(low[test_idx]),
-                                                              meta={"levels": ["high", "low"]}),
-            "no conditioning (floor)": BrainConditioning(torch.as_tensor(true_feat), None, meta={"levels": []})}
-    ref_rows = []
-    for label, c in refs.items():
-        out = pipe(backend_conditioning(c, den), generator=torch.Generator().manual_seed(args.seed), **gen)
-        rec = out.images[..., 0]
-        rec_feat = encoder.encode(np.repeat(rec[..., None], 3, -1))
-        ref_rows.append((label, pixcorr(rec, truth), ssim_score(rec, truth), two_way_identification(rec_feat, true_feat)))
+    def reference_rows():
+        # The backend driven by the TRUE embeddings/maps of the test images, and unconditioned.
+        from neurodecode.decoders import BrainConditioning
+
+        e, m = torch.as_tensor(true_feat), torch.as_tensor(low[test_idx])
+        refs = {"true high+low (upper bound)": BrainConditioning(e, m, meta={"levels": ["high", "low"]}),
+                "true high only": BrainConditioning(e, None, meta={"levels": ["high"]}),
+                "true low only": BrainConditioning(e, m, meta={"levels": ["low"]}),
+                "no conditioning (floor)": BrainConditioning(e, None, meta={"levels": []})}
+        rows = []
+        for label, c in refs.items():
+            out = pipe(backend_conditioning(c, den), generator=torch.Generator().manual_seed(args.seed), **gen)
+            rows.append({"reference": label, **score(out.images[..., 0])})
+            log(json.dumps(rows[-1]))
+        return rows
+
+    def cached(name, fn):
+        # Each unit is cached so that several processes can share the work (--only) and a rerun is free.
+        path = work / f"rows-{gtag}-{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        rows = fn()
+        path.write_text(json.dumps(rows))
+        return rows
+
+    units = {nm: (lambda nm=nm, s=s: subject_rows(nm, s)) for nm, s in zip(names, subs)}
+    units["references"] = reference_rows
+    if args.only:
+        for name in args.only:
+            cached(name, units[name])
+        return
+    rows, ref_rows = [], []
+    for name, fn in units.items():
+        (ref_rows if name == "references" else rows).extend(cached(name, fn))
 
     print()
     print(f"SIMULATED fMRI (real images, real BOLD noise); {n_test} held-out test images x 2 repeats; seed {args.seed}; "
@@ -276,8 +302,8 @@ def main():
     print()
     print("| reference (same backend, same test images) | PixCorr | SSIM | 2-way (recon) |")
     print("|---|---|---|---|")
-    for label, pc, ss, tw in ref_rows:
-        print(f"| {label} | {pc:.3f} | {ss:.3f} | {tw:.3f} |")
+    for r in ref_rows:
+        print(f"| {r['reference']} | {r['PixCorr']:.3f} | {r['SSIM']:.3f} | {r['2way_recon']:.3f} |")
     print()
     # Target checks, stated as measured
     for nm in names:
@@ -291,8 +317,9 @@ def main():
     print(f"{least} (least data): multi+refine vs single, 2-way recon {mr['2way_recon']:.3f} vs {sg['2way_recon']:.3f}, "
           f"PixCorr {mr['PixCorr']:.3f} vs {sg['PixCorr']:.3f}, 2-way decoded embed {mr['2way_decoded_embed']:.3f} vs "
           f"{sg['2way_decoded_embed']:.3f}")
-    np.savez_compressed(work / f"recons-{tag}.npz", test_idx=test_idx,
-                        **{"|".join(k): v for k, v in recon_cache.items()})
+    if recon_cache:
+        np.savez_compressed(work / f"recons-{gtag}.npz", test_idx=test_idx,
+                            **{"|".join(k): v for k, v in recon_cache.items()})
 
 
 if __name__ == "__main__":

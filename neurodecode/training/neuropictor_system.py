@@ -19,6 +19,7 @@ Functions :func:`pretrain` and :func:`refine` run the two stages; :func:`train_f
 the entry point for ``neurodecode train`` (files in, checkpoint out).
 """
 
+import inspect
 import json
 from pathlib import Path
 
@@ -260,13 +261,18 @@ def save_checkpoint(system, path, *, overwrite=False, extra=None):
                     "n_heads": enc.transformer.layers[0].self_attn.num_heads, "n_cond_tokens": enc.n_cond_tokens,
                     "cond_dim": enc.cond_dim, "map_channels": enc.map_channels, "map_size": enc.map_size,
                     "text_dim": enc.text_dim, "dropout": enc.dropout},
-        "system": {k: v for k, v in system.hparams.items() if isinstance(v, (int, float, str, bool, type(None)))},
+        # Only this class's own arguments (LightningCLI adds e.g. "_class_path"); init_weights is spent.
+        "system": {k: v for k, v in system.hparams.items() if k in _SYSTEM_ARGS
+                   and isinstance(v, (int, float, str, bool, type(None)))},
         "extra": extra or {},
     }
     state = {k: v.detach().contiguous() for k, v in system.state_dict().items() if not k.startswith("backend.")}
     with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata={"config": json.dumps(config)})
     return Path(path)
+
+
+_SYSTEM_ARGS = set(inspect.signature(NeuroPictorSystem.__init__).parameters) - {"self", "encoder", "backend", "init_weights"}
 
 
 def load_checkpoint(path):

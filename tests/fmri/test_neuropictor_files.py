@@ -112,6 +112,11 @@ def test_pipeline_configs_instantiate(name, files, monkeypatch):
                        run=False, args=cfg, save_config_callback=None)
     assert cli.model.encoder.n_voxels == enc["n_voxels"]
     assert cli.model.hparams.low_readout is False
+    # what the export callback writes loads back (LightningCLI adds non-argument hyper-parameters)
+    from neurodecode.training.neuropictor_system import load_checkpoint
+
+    back = load_checkpoint(save_checkpoint(cli.model, files / "exported.safetensors"))
+    assert back.encoder.n_voxels == enc["n_voxels"] and back.hparams.low_size == 8
     if "init_weights" in cfg["model"]["init_args"]:
         torch.testing.assert_close(cli.model.encoder.transformer.layers[0].linear1.weight,
                                    pre.encoder.transformer.layers[0].linear1.weight)

@@ -15,6 +15,7 @@ from ..utils import UsageError
 MODALITY_HANDLERS = {
     "eeg": "neurodecode._cli.reconstruct:_meeg_conditioning",
     "meg": "neurodecode._cli.reconstruct:_meeg_conditioning",
+    "fmri": "neurodecode.training.neuropictor_system:fmri_conditioning",
 }
 
 
@@ -88,7 +89,7 @@ def register(app):
         generator: str = typer.Option(..., "--generator", help="Generator weights (.safetensors) or a shipped name: ann-digits, spiking-digits."),
         input_path: Path = typer.Option(..., "--input", help="Brain data: .npz (X, images, embeds) or -epo.fif."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-        modality: str = typer.Option("eeg", "--modality", help="eeg, meg (or fmri when its decoder is installed)."),
+        modality: str = typer.Option("eeg", "--modality", help="eeg, meg or fmri (NSD-style .h5 input, optionally file.h5#subject)."),
         scheduler: str = typer.Option(None, "--scheduler", help="ddim or ddpm (default: the one stored with the weights)."),
         steps: int = typer.Option(None, "--steps", help="Sampling steps (default: those the weights were calibrated for, else 20)."),
         guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale, 1 = none (default: stored, else 2)."),

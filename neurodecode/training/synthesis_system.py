@@ -167,7 +167,7 @@ def _instantiate(spec, **extra):
     return cls(**(spec.get("init_args") or {}), **extra)
 
 
-def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwrite=False):
+def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwrite=False, init_weights=None):
     """Train one synthesis model as described by a pipeline config and save its weights.
 
     Parameters
@@ -181,6 +181,9 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
         Output ``.safetensors``.
     max_minutes : float | None
         Wall-clock training budget (overrides ``trainer.max_minutes``).
+    init_weights : path-like | None
+        Continue from weights saved by an earlier run (same pipeline); optimiser state restarts.
+        The earlier runs' summaries are kept in the new file's metadata.
 
     Returns
     -------
@@ -200,12 +203,23 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
     dm.setup()
     model = _instantiate(config["model"])
     Xtr, ytr = dm.X.numpy(), dm.y.numpy()
-    if hasattr(model, "set_scale_bank"):
+    previous = []
+    if init_weights is not None:
+        from safetensors import safe_open
+
+        prev = type(model).load(init_weights)
+        model.load_state_dict(prev.state_dict())
+        with safe_open(str(init_weights), framework="pt") as f:
+            meta = f.metadata() or {}
+        previous = json.loads(meta.get("previous_runs", "[]"))
+        if "training" in meta:
+            previous.append({k: v for k, v in json.loads(meta["training"]).items() if k != "history"})
+    elif hasattr(model, "set_scale_bank"):
         from ..artifacts.synthesis.wgan_gp import minmax_scale
 
         _, lo, hi = minmax_scale(Xtr)
         model.set_scale_bank(lo, hi, ytr, seed=seed)
-    if hasattr(model, "channel_scale"):
+    if hasattr(model, "channel_scale") and init_weights is None:
         model.channel_scale.copy_(torch.as_tensor(Xtr.std(axis=(0, 2)), dtype=torch.float32))
     system = _instantiate(config["system"], model=model)
     tcfg = dict(config.get("trainer") or {})
@@ -233,7 +247,10 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
         "history": system.history[-20:],
     }
     exported = system.export_model()
-    exported.save(out, overwrite=overwrite, extra={"training": summary, "pipeline": config})
+    summary["total_steps"] = summary["steps"] + sum(r["steps"] for r in previous)
+    summary["total_train_seconds"] = round(summary["train_seconds"] + sum(r["train_seconds"] for r in previous), 1)
+    exported.save(out, overwrite=overwrite,
+                  extra={"training": summary, "pipeline": config, "previous_runs": previous})
     logger.info("saved %s: %s", out, json.dumps({k: v for k, v in summary.items() if k != "history"}))
     return summary
 

@@ -41,6 +41,7 @@ def main(argv=None):
     ap.add_argument("--cnn-epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default=".cache/synthetic_sets.npz")
+    ap.add_argument("--load-sets", default=None, help="reuse synthetic sets saved by an earlier run")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -50,17 +51,23 @@ def main(argv=None):
     labels = np.repeat(np.arange(len(LABELS)), args.n)
 
     sets, timing = {}, {}
-    t0 = time.time()
-    sets["ar"] = generate(load_generator("ar", store=args.store), labels, seed=args.seed)
-    timing["ar"] = time.time() - t0
-    t0 = time.time()
-    sets["wgan"] = generate(load_generator("wgan", args.wgan), labels, seed=args.seed)
-    timing["wgan"] = time.time() - t0
-    ddpm = load_generator("ddpm", args.ddpm)
-    for w in args.guidance:
+    if args.load_sets:
+        saved = np.load(args.load_sets)
+        labels = saved["labels"]
+        sets = {k: saved[k] for k in saved.files if k != "labels"}
+        args.n = int(np.bincount(labels)[0])
+    else:
         t0 = time.time()
-        sets[f"ddpm_w{w:g}"] = generate(ddpm, labels, seed=args.seed, guidance=w, steps=args.steps)
-        timing[f"ddpm_w{w:g}"] = time.time() - t0
+        sets["ar"] = generate(load_generator("ar", store=args.store), labels, seed=args.seed)
+        timing["ar"] = time.time() - t0
+        t0 = time.time()
+        sets["wgan"] = generate(load_generator("wgan", args.wgan), labels, seed=args.seed)
+        timing["wgan"] = time.time() - t0
+        ddpm = load_generator("ddpm", args.ddpm)
+        for w in args.guidance:
+            t0 = time.time()
+            sets[f"ddpm_w{w:g}"] = generate(ddpm, labels, seed=args.seed, guidance=w, steps=args.steps)
+            timing[f"ddpm_w{w:g}"] = time.time() - t0
     # Reference row: real training windows. Against held-out subjects it measures the cross-subject
     # gap; against the train split, the reference is one random half and this row the other half.
     rng = np.random.default_rng(args.seed)
@@ -74,7 +81,7 @@ def main(argv=None):
     rows_sets = {"real_train": (Xtr[idx], ytr[idx])}
     for name, X in sets.items():
         rows_sets[name] = (X, labels)
-    if args.save:
+    if args.save and not args.load_sets:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.save, labels=labels, **sets)
 

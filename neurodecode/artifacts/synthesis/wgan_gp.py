@@ -11,8 +11,9 @@ interpolates and ``n_critic = 5`` critic steps per generator step
 Scaling follows the paper: each window is min-max scaled to [-1, 1] with one global minimum and
 maximum per window (so channel ratios survive). The inverse needs a (min, max) pair for each
 generated window; the model keeps a bank of the pairs seen in training for each class and draws
-from it, so synthetic windows come back in µV with the real amplitude distribution (the generated
-window is first re-stretched to span exactly [-1, 1], as every scaled real window does).
+from it, so synthetic windows come back in µV with the real amplitude distribution. (Re-stretching
+each generated window to span exactly [-1, 1] before the inverse was tried and doubled the
+band-power error on the training windows, so the generator's own range is kept.)
 """
 
 import numpy as np
@@ -160,9 +161,6 @@ class ConditionalWGANGP(ModelMixin, ConfigMixin):
             z = torch.randn(len(yb), self.config.latent_dim, generator=g)
             x = self.generator(z, yb)
             if not scaled:
-                # Every real scaled window spans exactly [-1, 1]; project the generated window onto
-                # that constraint before inverting, so the drawn (min, max) pair sets its amplitude.
-                x, _, _ = minmax_scale(x)
                 j = torch.randint(0, self.config.bank_size, (len(yb),), generator=g)
                 lohi = self.scale_bank[yb, j]
                 x = minmax_unscale(x, lohi[:, 0], lohi[:, 1])

@@ -101,9 +101,9 @@ def main(argv=None):
         row["seconds_per_1000"] = round(1000 * timing.get(name, float("nan")) / len(y), 2)
         results[name] = row
 
+    origin = f"loaded from {args.load_sets}" if args.load_sets else f"drawn now, DDIM steps {args.steps}"
     print(f"reference: real {args.reference} split ({len(yref)} windows: "
-          f"{np.bincount(yref).tolist()}), synthetic n={args.n}/class, seed {args.seed}, "
-          f"DDIM steps {args.steps}")
+          f"{np.bincount(yref).tolist()}), synthetic n={args.n}/class ({origin}), seed {args.seed}")
     head = ["model", *COLS, "knn", "cnn", "s/1000"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))

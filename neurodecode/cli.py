@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "dataset",
     "train",
     "evaluate",
+    "retrieval",
     "reconstruct",
     "batch",
 )

@@ -36,9 +36,25 @@ def _classification(opts):
     return 1 if res["problems"] else 0
 
 
+def _retrieval(opts):
+    """``--task retrieval``: the ``retrieve`` command's options (``--method``, ``--data``, ``--blur``,
+    ``--snr``, ...) follow on the same line; ``--epochs``, ``--seed`` and ``--out`` (a folder: the
+    scores go to ``OUT/retrieval.json``) are shared with the classification task."""
+    from . import retrieval
+
+    sub = typer.Typer(add_completion=False)
+    retrieval.register(sub)
+    out = Path(opts["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    args = list(opts["extra_args"]) + ["--epochs", str(opts["epochs"]), "--seed", str(opts["seed"]),
+                                       "--out", str(out / "retrieval.json"), "--overwrite"]
+    rc = sub(args=args, standalone_mode=False)
+    return rc if isinstance(rc, int) else 0
+
+
 # task name -> function(options dict) returning an exit code. The dict holds every option below plus
 # ``extra_args``: the unrecognised command-line words, for a task that parses its own options.
-TASKS = {"classification": _classification}
+TASKS = {"classification": _classification, "retrieval": _retrieval}
 
 
 def register(app):

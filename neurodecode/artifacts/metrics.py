@@ -11,7 +11,25 @@ Welch's method with a Hann window of ``nperseg = n_times // 2`` samples (1 s for
 
 import numpy as np
 
-__all__ = ["rrmse_temporal", "rrmse_spectral", "correlation_coefficient", "welch_psd", "output_snr", "WELCH_DOC"]
+# The fidelity suite for synthetic windows lives in fidelity.py; re-exported here so that every
+# metric is found in one place.
+from .fidelity import (  # noqa: E402
+    acf_distance,
+    augmentation_utility,
+    band_power_deltas,
+    band_powers,
+    class_recovery,
+    covariance_distance,
+    distribution_metrics,
+    mmd_rbf,
+    prd,
+)
+
+__all__ = [
+    "rrmse_temporal", "rrmse_spectral", "correlation_coefficient", "welch_psd", "output_snr", "WELCH_DOC",
+    "band_powers", "band_power_deltas", "covariance_distance", "acf_distance", "mmd_rbf", "prd",
+    "distribution_metrics", "class_recovery", "augmentation_utility",
+]
 
 WELCH_DOC = "Welch PSD, Hann window, nperseg = n_times // 2, 50 % overlap, one-sided density, 0..sfreq/2"
 

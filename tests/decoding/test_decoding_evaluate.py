@@ -96,3 +96,12 @@ def test_train_command_runs_the_pipeline_config(mi_folder, tmp_path):
     ckpts = list(tmp_path.rglob("*.ckpt"))
     metrics = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
     assert len(ckpts) == 1 and "val_acc" in metrics.columns
+
+
+def test_evaluate_dispatches_retrieval_task(capsys):
+    from neurodecode.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--task", "retrieval", "--method", "nope", "--out", "/tmp/nd_unused"])
+    assert exc.value.code == 2
+    assert "'method'" in capsys.readouterr().err

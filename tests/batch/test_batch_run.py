@@ -170,7 +170,7 @@ def test_changed_output_or_config_is_redone(mixed, tmp_path):
     shutil.copytree(deriv_src, deriv)
     rec = _one(root, "S001/S001R04.edf")
     h = input_hash(rec.path, rec.companions)
-    cfg = load_config(None, {"steps": "clean,qc"})
+    cfg = load_config(None, {"steps": "clean,qc", "qc": AMPLITUDE})
     out = deriv / "sub-S001/eeg/sub-S001_task-S001R04_desc-clean_eeg.edf"
     good = out.read_bytes()
     out.write_bytes(good[:-10] + b"0123456789")  # damaged after the run
@@ -178,7 +178,7 @@ def test_changed_output_or_config_is_redone(mixed, tmp_path):
     assert [r["status"] for r in rows] == ["done", "cached", "cached"]
     assert out.read_bytes() == good
     # A changed step configuration invalidates that step and what depends on it.
-    cfg2 = load_config(None, {"steps": "clean,qc", "clean": {"l_freq": 2.0}})
+    cfg2 = load_config(None, {"steps": "clean,qc", "clean": {"l_freq": 2.0}, "qc": AMPLITUDE})
     rows = process_recording(rec.to_dict(), h, cfg2, str(deriv), "0.1.0")
     assert [r["status"] for r in rows] == ["done", "done", "done"]
     assert out.read_bytes() != good
@@ -197,7 +197,7 @@ def test_partial_write_is_redone_byte_identical(mixed, tmp_path, client2):
     out.write_bytes(out.read_bytes()[:5000])
     (deriv / "_cache/sub-lab_task-eeglabdata/clean.json").unlink()
     (out.parent / ".sub-lab_task-eeglabdata_desc-clean_eeg.tmp-999-abcd.edf").write_bytes(b"partial")
-    result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*"], client=client2)
+    result = run_batch(root, deriv, steps="clean,qc", include=["S001/*", "lab/*"], client=client2, qc=AMPLITUDE)
     assert result.exit_code == 0 and result.summary["stale_temporaries_removed"] == 1
     assert [r["status"] for r in result.rows if r["file"] == "lab/eeglab_data.set"] == ["done", "cached", "cached"]
     assert tree_hashes(deriv, skip=STATUS) == reference

@@ -39,7 +39,7 @@ def _need(value, option):
 def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", modality="eeg", snr=0.1,
                        lowpass_sigma=0.0, n_images=800, n_test=200, n_subjects=2, encoder_size=128, path=None,
                        subject=1, table=None, image_root=None, image_size=64, epochs=40, seed=0, cache_dir=None,
-                       out=None, overwrite=False):
+                       out=None, overwrite=False, save_decoder=None):
     """Train ``method`` and report retrieval scores on the test images.
 
     Parameters
@@ -57,6 +57,8 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
         Embedding cache.
     out : path-like | None
         Write the scores as JSON (atomically; refuses to overwrite unless ``overwrite``).
+    save_decoder : path-like | None
+        Also save the fitted decoder (``.safetensors``) for ``neurodecode reconstruct --decoder``.
 
     Returns
     -------
@@ -77,7 +79,11 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
     dm = RetrievalDataModule(modality=modality, snr=snr, lowpass_sigma=lowpass_sigma, n_subjects=n_subjects,
                              n_test=n_test, n_images=n_images, encoder_size=encoder_size, blur=blur,
                              cache_dir=cache_dir, seed=seed, data=paired, val_mode=val_mode)
-    scores, _ = run_retrieval(dm, method, max_epochs=epochs, seed=seed)
+    scores, model = run_retrieval(dm, method, max_epochs=epochs, seed=seed)
+    if save_decoder is not None:
+        from ..decoders import save_decoder as _save
+
+        _save(model, save_decoder, overwrite=overwrite)
     scores["chance"] = chance_scores(scores["n_candidates"])
     scores["data"] = data
     scores["simulated"] = bool(dm.data.meta.get("simulated", False))
@@ -107,12 +113,14 @@ def register(app):
         seed: int = typer.Option(0),
         cache_dir: Path = typer.Option(None, help="HDF5 embedding cache folder."),
         out: Path = typer.Option(None, help="Write the scores to this JSON file."),
-        overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out / --save-decoder file."),
+        save_decoder: Path = typer.Option(None, help="Save the fitted decoder (.safetensors) for reconstruct --decoder."),
     ):
         """Train a retrieval decoder and print top-1/top-5/median rank among the test images."""
         s = evaluate_retrieval(method, data, blur=blur, modality=modality, snr=snr, lowpass_sigma=lowpass,
                                n_images=n_images, path=path, subject=subject, table=table, image_root=image_root,
-                               epochs=epochs, seed=seed, cache_dir=cache_dir, out=out, overwrite=overwrite)
+                               epochs=epochs, seed=seed, cache_dir=cache_dir, out=out, overwrite=overwrite,
+                               save_decoder=save_decoder)
         kind = "SIMULATED data" if s["simulated"] else f"data: {data}"
         typer.echo(f"{method} (blur={blur}) on {kind}: top-1 {100 * s['top1']:.1f} %, top-5 {100 * s['top5']:.1f} %, "
                    f"median rank {s['median_rank']:.0f} of {s['n_candidates']} "

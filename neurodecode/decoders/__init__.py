@@ -12,6 +12,8 @@ _LAZY = {
     "register_decoder": "._registry",
     "list_decoders": "._registry",
     "signal_kwargs": "._registry",
+    "save_decoder": "._checkpoint",
+    "load_decoder": "._checkpoint",
     "get_image_encoder": ".image_encoders",
 }
 

@@ -55,7 +55,13 @@ def create_decoder(name, **kwargs):
             f"Invalid value for the 'name' parameter. Allowed values are {', '.join(map(repr, sorted(_REGISTRY)))}, "
             f"but got {name!r} instead."
         )
-    return _REGISTRY[name](**kwargs)
+    obj = _REGISTRY[name](**kwargs)
+    try:
+        # The registry name and arguments are the decoder's config: save_decoder stores them.
+        obj.decoder_config_ = {"name": name, "kwargs": dict(kwargs)}
+    except AttributeError:  # objects with __slots__ or read-only attributes cannot carry it
+        pass
+    return obj
 
 
 def signal_kwargs(epochs):

@@ -28,7 +28,7 @@ def make_long_recording(path, hours, sfreq=256.0, runs=("R01", "R02", "R04", "R0
     """Write a ``hours``-long 64-channel EDF+ made of tiled real EEG; returns its duration (s)."""
     import mne
 
-    from neurodecode.batch.edf_stream import EdfStreamWriter
+    from neurodecode.io._edf_stream import EdfStreamWriter
     from neurodecode.io import read_raw
     from neurodecode.utils import atomic_path, data_dir
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io._write import write_edf_streamed as _write_edf_streamed
 from ..utils import InputFileError, UsageError, atomic_path
 
 STEP_VERSION = {"clean": "1", "qc": "1", "report": "1"}
@@ -190,46 +191,6 @@ def _annotations_rel(raw):
     ann = raw.annotations
     offset = raw.first_time if ann.orig_time is not None else 0.0
     return [(float(o - offset), float(d), str(t)) for o, d, t in zip(ann.onset, ann.duration, ann.description)]
-
-
-def _write_edf_streamed(path, raw, chunks, *, n_times, annotations, prefilter, sources):
-    """Two passes over ``chunks()``: ranges first (to a float32 spill file), then EDF records.
-
-    ``annotations`` is a list, or a function returning one that is called after the first pass.
-
-    EDF needs each channel's physical range in the header, before the first record; the
-    filtered data are spilled once as float32 to a temporary file beside the output (plain
-    file I/O, not a memory map, so the page cache does not count against the worker's RSS).
-    """
-    from .edf_stream import EdfStreamWriter
-
-    n_ch = len(raw.ch_names)
-    lo = np.full(n_ch, np.inf)
-    hi = np.full(n_ch, -np.inf)
-    spill = path.parent / f".{path.name}.tmp-spill-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        with open(spill, "wb") as f:
-            for _, _, block in chunks():
-                lo = np.minimum(lo, block.min(axis=1))
-                hi = np.maximum(hi, block.max(axis=1))
-                f.write(np.ascontiguousarray(block.T, dtype="<f4").tobytes())
-        with atomic_path(path, overwrite=True, inputs=sources) as tmp, open(tmp, "wb") as out:
-            writer = EdfStreamWriter(
-                out, ch_names=raw.ch_names, ch_types=raw.get_channel_types(), sfreq=raw.info["sfreq"],
-                n_times=n_times, ranges=np.c_[lo, hi],
-                annotations=annotations() if callable(annotations) else annotations,
-                meas_date=raw.info["meas_date"], prefilter=prefilter,
-            )
-            step = 1 << 16
-            with open(spill, "rb") as f:
-                for s in range(0, n_times, step):
-                    n = min(step, n_times - s)
-                    block = np.fromfile(f, dtype="<f4", count=n * n_ch).reshape(n, n_ch)
-                    writer.write(block.T.astype(float))
-            writer.close()
-    finally:
-        if spill.exists():
-            spill.unlink()
 
 
 def run_clean(ctx, config):

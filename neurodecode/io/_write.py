@@ -1,11 +1,16 @@
 """``write_raw``: EDF+/BDF/FIF/BrainVision output, atomic, never overwriting an input."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..utils import UsageError, atomic_path
 from ..utils._atomic import check_output_path
+
+# Above this many bytes of data, EDF is written in chunks (bounded memory) instead of through
+# MNE's exporter, which holds the whole recording in memory.
+STREAM_ABOVE_BYTES = 256 * 2**20
 
 _FORMATS = {".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision"}
 
@@ -54,6 +59,8 @@ def write_raw(raw, path, *, overwrite=False):
     sources = [Path(f) for f in (raw.filenames or []) if f is not None]
     if fmt == "brainvision":
         return _write_brainvision(raw, path, overwrite=overwrite, sources=sources)
+    if fmt == "edf" and len(raw.ch_names) * raw.n_times * 8 > STREAM_ABOVE_BYTES:
+        return _write_edf_chunked(raw, path, overwrite=overwrite, sources=sources)
     with atomic_path(path, overwrite=overwrite, inputs=sources) as tmp:
         if fmt == "fif":
             raw.save(tmp, overwrite=True, verbose="error")
@@ -114,3 +121,63 @@ def _fill_marked_nans(raw):
     out = raw.copy().load_data(verbose="error")
     out._data[np.isnan(out._data)] = 0.0
     return out
+
+
+def _write_edf_chunked(raw, path, *, overwrite, sources, chunk_s=60.0):
+    """EDF+ for long recordings: read, scan and write in chunks; NaN samples are written as 0
+    (``read_raw`` has marked them ``BAD_NAN``)."""
+    check_output_path(path, overwrite=overwrite, inputs=sources)
+    step = max(1, int(chunk_s * raw.info["sfreq"]))
+
+    def chunks():
+        for s in range(0, raw.n_times, step):
+            e = min(s + step, raw.n_times)
+            yield s, e, np.nan_to_num(raw.get_data(start=s, stop=e), nan=0.0)
+
+    ann = raw.annotations
+    offset = raw.first_time if ann.orig_time is not None else 0.0
+    rel = [(float(o - offset), float(d), str(t)) for o, d, t in zip(ann.onset, ann.duration, ann.description)]
+    write_edf_streamed(path, raw, chunks, n_times=raw.n_times, annotations=rel, prefilter="", sources=sources)
+    return path
+
+
+def write_edf_streamed(path, raw, chunks, *, n_times, annotations, prefilter, sources):
+    """Two passes over ``chunks()``: ranges first (to a float32 spill file), then EDF records.
+
+    ``annotations`` is a list, or a function returning one that is called after the first pass.
+
+    EDF needs each channel's physical range in the header, before the first record; the
+    filtered data are spilled once as float32 to a temporary file beside the output (plain
+    file I/O, not a memory map, so the page cache does not count against the worker's RSS).
+    """
+    from ._edf_stream import EdfStreamWriter
+
+    n_ch = len(raw.ch_names)
+    lo = np.full(n_ch, np.inf)
+    hi = np.full(n_ch, -np.inf)
+    spill = path.parent / f".{path.name}.tmp-spill-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        with open(spill, "wb") as f:
+            for _, _, block in chunks():
+                lo = np.minimum(lo, block.min(axis=1))
+                hi = np.maximum(hi, block.max(axis=1))
+                f.write(np.ascontiguousarray(block.T, dtype="<f4").tobytes())
+        with atomic_path(path, overwrite=True, inputs=sources) as tmp, open(tmp, "wb") as out:
+            writer = EdfStreamWriter(
+                out, ch_names=raw.ch_names, ch_types=raw.get_channel_types(), sfreq=raw.info["sfreq"],
+                n_times=n_times, ranges=np.c_[lo, hi],
+                annotations=annotations() if callable(annotations) else annotations,
+                meas_date=raw.info["meas_date"], prefilter=prefilter,
+            )
+            step = 1 << 16
+            with open(spill, "rb") as f:
+                for s in range(0, n_times, step):
+                    n = min(step, n_times - s)
+                    block = np.fromfile(f, dtype="<f4", count=n * n_ch).reshape(n, n_ch)
+                    writer.write(block.T.astype(float))
+            writer.close()
+    finally:
+        if spill.exists():
+            spill.unlink()
+
+

@@ -6,7 +6,7 @@ import mne
 import numpy as np
 import pytest
 
-from neurodecode.batch.edf_stream import EdfStreamWriter, physical_range, record_duration
+from neurodecode.io._edf_stream import EdfStreamWriter, physical_range, record_duration
 from neurodecode.batch.streaming import (amplitude_annotations, amplitude_qc_chunks, design_fir, filtered_chunks,
                                          merge_spans)
 from neurodecode.utils import UsageError

@@ -117,3 +117,23 @@ def test_real_recording_edf_round_trip(tmp_path, data_file):
     step = _quant_step(raw.get_data(), "edf")
     assert (np.abs(back.get_data() - raw.get_data()).max(axis=1) <= step * 1.01 + 1e-8).all()
     assert list(back.annotations.description) == list(raw.annotations.description)
+
+
+def test_long_recordings_are_written_in_chunks(tmp_path, monkeypatch):
+    """Above STREAM_ABOVE_BYTES, EDF goes through the chunked writer: same data and annotations."""
+    from neurodecode.io import _write
+
+    monkeypatch.setattr(_write, "STREAM_ABOVE_BYTES", 0)
+    calls = []
+    real = _write._write_edf_chunked
+    monkeypatch.setattr(_write, "_write_edf_chunked", lambda *a, **k: calls.append(1) or real(*a, **k))
+    raw = _raw(seconds=20)
+    out = write_raw(raw, tmp_path / "long.edf")
+    assert calls == [1]
+    back = read_raw(out, preload=True)
+    step = _quant_step(raw.get_data(), "edf")
+    assert (np.abs(back.get_data() - raw.get_data()).max(axis=1) <= step * 1.01 + 1e-8).all()
+    assert ("BAD_muscle", 1.0, 0.5) in [(d, round(o, 3), round(du, 3)) for o, du, d in
+                                        zip(back.annotations.onset, back.annotations.duration, back.annotations.description)]
+    with pytest.raises(UsageError, match="Refusing to overwrite"):
+        write_raw(raw, out)

@@ -29,14 +29,12 @@ def register(app):
             raise UsageError("Give either a recording PATH or --demo, not both.")
         if not demo and path is None:
             raise UsageError("Missing argument PATH: the recording to clean (or --demo for a simulated one).")
-        import os
+        from ..utils import check_output_path
 
+        # Checked before the (long) cleaning, with the same rules the writers apply afterwards.
         for p in (out, report, summary_json):
-            # the cleaned Raw lives in memory, so write_raw cannot see its source: check here
-            if p is not None and path is not None and p.exists() and path.exists() and os.path.samefile(p, path):
-                raise UsageError(f"Refusing to write {p}: it is the input recording itself. Choose another output path.")
-            if p is not None and p.exists() and not overwrite:
-                raise UsageError(f"Refusing to overwrite {p}: the file exists. Pass --overwrite.")
+            if p is not None:
+                check_output_path(p, overwrite=overwrite, inputs=[path])
         if report is not None and report.suffix.lower() != ".html":
             raise UsageError(f"Invalid value for '--report': expected a .html file, got {report.name!r}.")
 
@@ -52,7 +50,7 @@ def register(app):
         else:
             raw = read_raw(path, preload=False)
         cleaned, summary = clean_raw(raw, method=method, artifacts=artifacts, progress=not quiet)
-        write_raw(cleaned, out, overwrite=overwrite)
+        write_raw(cleaned, out, overwrite=overwrite, inputs=[path] if path is not None else [])
         if report is not None:
             from ..report import cleaning_report
 

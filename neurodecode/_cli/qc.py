@@ -26,9 +26,11 @@ def register(app):
 
         if threshold is not None and not threshold == threshold:
             raise UsageError("Invalid value for '--threshold': expected a number, got NaN.")
+        from ..utils import check_output_path
+
         for target in (out, report):
-            if target is not None and target.exists() and not overwrite:
-                raise UsageError(f"Refusing to overwrite {target}: the file exists. Pass --overwrite.")
+            if target is not None:
+                check_output_path(target, overwrite=overwrite, inputs=[path])
         if report is not None and report.suffix.lower() != ".html":
             raise UsageError(f"Invalid value for '--report': expected a .html path, got {report}.")
         import torch
@@ -44,7 +46,7 @@ def register(app):
         summary.update(file=str(path), duration_s=raw.n_times / raw.info["sfreq"], interpolated=scores.interpolated)
         if out is not None:
             annotated = model.annotate(raw, scores=scores)
-            write_raw(annotated, out, overwrite=overwrite)
+            write_raw(annotated, out, overwrite=overwrite, inputs=[path])
             summary["output"] = str(out)
         if report is not None:
             from ..qc_report import qc_report

@@ -28,7 +28,7 @@ def output_format(path):
     return _FORMATS[ext]
 
 
-def write_raw(raw, path, *, overwrite=False):
+def write_raw(raw, path, *, overwrite=False, inputs=()):
     """Write ``raw`` to ``path`` in the format its extension names.
 
     Parameters
@@ -40,6 +40,9 @@ def write_raw(raw, path, *, overwrite=False):
     overwrite : bool
         Replace an existing file. Writing onto the recording's own source file is refused
         even then.
+    inputs : iterable of path-like
+        Further files this recording came from. A cleaned or annotated copy held in memory
+        no longer knows its source file; pass it here so it is protected like ``raw``'s own.
 
     Returns
     -------
@@ -56,7 +59,7 @@ def write_raw(raw, path, *, overwrite=False):
     """
     path = Path(path)
     fmt = output_format(path)
-    sources = [Path(f) for f in (raw.filenames or []) if f is not None]
+    sources = [Path(f) for f in (raw.filenames or []) if f is not None] + [Path(f) for f in inputs]
     if fmt == "brainvision":
         return _write_brainvision(raw, path, overwrite=overwrite, sources=sources)
     if fmt == "edf" and len(raw.ch_names) * raw.n_times * 8 > STREAM_ABOVE_BYTES:

@@ -137,3 +137,15 @@ def test_long_recordings_are_written_in_chunks(tmp_path, monkeypatch):
                                         zip(back.annotations.onset, back.annotations.duration, back.annotations.description)]
     with pytest.raises(UsageError, match="Refusing to overwrite"):
         write_raw(raw, out)
+
+
+def test_in_memory_copy_is_protected_through_inputs(tmp_path):
+    import mne
+
+    src = write_raw(_raw(), tmp_path / "in.edf")
+    raw = read_raw(src, preload=True)
+    copy = mne.io.RawArray(raw.get_data(), raw.info, verbose="error")  # like a cleaned copy: no filenames
+    before = src.read_bytes()
+    with pytest.raises(UsageError, match="input file itself"):
+        write_raw(copy, src, overwrite=True, inputs=[src])
+    assert src.read_bytes() == before

@@ -57,6 +57,11 @@ def test_qc_writes_annotated_copy_and_report(tmp_path, weights, capsys):
     # outputs are never overwritten silently
     assert _run(["qc", str(src), "-o", str(out), "--weights", str(weights)]) == 2
     assert "Refusing to overwrite" in capsys.readouterr().err
+    # and never onto the input, even with --overwrite
+    src_bytes = src.read_bytes()
+    assert _run(["qc", str(src), "-o", str(src), "--weights", str(weights), "--overwrite"]) == 2
+    assert "input file itself" in capsys.readouterr().err
+    assert src.read_bytes() == src_bytes
 
 
 def test_qc_missing_channels_is_a_clear_error(tmp_path, weights, capsys):

@@ -160,8 +160,11 @@ class BoldMasker:
                 raise UsageError(f"The 'mask' has shape {mask.shape} but the runs' volumes have shape {shape}.")
         if not mask.any():
             raise UsageError("The mask keeps no voxel; pass a mask with at least one True voxel.")
+        from ..io import RunMasker
+
         self.mask_ = mask
         self.n_voxels_ = int(mask.sum())
+        self._run_masker = RunMasker(mask)  # volume <-> voxel mapping; this class adds fitting and cleaning
         return self
 
     def transform(self, run, problems=None):
@@ -171,7 +174,7 @@ class BoldMasker:
         (run,) = _as_runs([run])
         if run.data.shape[:3] != self.mask_.shape:
             raise InputFileError(f"{run.source}: volume shape {run.data.shape[:3]} does not match the mask {self.mask_.shape}.")
-        X = run.data[self.mask_].T
+        X = self._run_masker.transform(run.data)
         return clean_signal(X, detrend=self.detrend, standardize=self.standardize, problems=problems, name=run.source or "run")
 
     def fit_transform(self, runs, problems=None):
@@ -182,10 +185,9 @@ class BoldMasker:
 
     def inverse_transform(self, X):
         """Put voxel values back in volume space: (n, n_voxels_) -> (X, Y, Z, n)."""
-        X = np.atleast_2d(np.asarray(X))
-        out = np.zeros((*self.mask_.shape, len(X)), dtype=X.dtype)
-        out[self.mask_] = X.T
-        return out
+        if not hasattr(self, "mask_"):
+            raise UsageError("This BoldMasker is not fitted yet; call fit(runs) first.")
+        return self._run_masker.inverse_transform(np.atleast_2d(np.asarray(X)))
 
 
 def _as_runs(runs):

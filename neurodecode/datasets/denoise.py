@@ -278,6 +278,17 @@ def _active(segs, quantile, frac):
     return segs[keep], keep
 
 
+def _active_segments(x, sfreq, n, stride_s, span, active_quantile, active_frac):
+    """Cut the ``span`` fraction of ``x`` into segments of ``n`` samples and keep the active ones.
+
+    Returns the kept segments (n_kept, n) and their start times in seconds.
+    """
+    a, b = int(span[0] * len(x)), int(span[1] * len(x))
+    stride = int(round(stride_s * sfreq))
+    segs, keep = _active(_segments(x[a:b], n, stride), active_quantile, active_frac)
+    return segs, [(a + i * stride) / sfreq for i in np.flatnonzero(keep)]
+
+
 def load_emg_sources(files, *, sfreq=256.0, segment_s=2.0, l_freq=1.0, h_freq=120.0, notch=(),
                      stride_s=0.5, span=(0.0, 1.0), active_quantile=0.9, active_frac=0.25, root=None):
     """Real EMG segments, band-limited and resampled like EEGdenoiseNet's EMG.
@@ -306,13 +317,9 @@ def load_emg_sources(files, *, sfreq=256.0, segment_s=2.0, l_freq=1.0, h_freq=12
         x, sf = _read_emg(_source_path(rel, root))
         x = _notch(x, sf, notch)
         x = _bandpass(x, sf, l_freq, h_freq)
-        x = _resample(x, sf, sfreq)
-        a, b = int(span[0] * len(x)), int(span[1] * len(x))
-        segs = _segments(x[a:b], n, int(round(stride_s * sfreq)))
-        segs, keep = _active(segs, active_quantile, active_frac)
+        segs, starts = _active_segments(_resample(x, sf, sfreq), sfreq, n, stride_s, span, active_quantile, active_frac)
         out.append(segs)
-        meta += [{"file": rel, "start_s": (a + i * round(stride_s * sfreq)) / sfreq}
-                 for i in np.flatnonzero(keep)]
+        meta += [{"file": rel, "start_s": t} for t in starts]
     out = np.concatenate(out) if out else np.zeros((0, n))
     return _zscore(out), meta
 
@@ -341,13 +348,10 @@ def load_eog_sources(files, *, sfreq=256.0, segment_s=2.0, l_freq=0.3, h_freq=10
         rel_path, _, ch = rel.partition("::")
         for x, sf, name in _read_eog(_source_path(rel_path, root), ch or None):
             x = _bandpass(x, sf, l_freq, h_freq)
-            x = _resample(x, sf, sfreq)
-            a, b = int(span[0] * len(x)), int(span[1] * len(x))
-            segs = _segments(x[a:b], n, int(round(stride_s * sfreq)))
-            segs, keep = _active(segs, active_quantile, active_frac)
+            segs, starts = _active_segments(_resample(x, sf, sfreq), sfreq, n, stride_s, span, active_quantile,
+                                            active_frac)
             out.append(segs)
-            meta += [{"file": rel_path, "channel": name, "start_s": (a + i * round(stride_s * sfreq)) / sfreq}
-                     for i in np.flatnonzero(keep)]
+            meta += [{"file": rel_path, "channel": name, "start_s": t} for t in starts]
     out = np.concatenate(out) if out else np.zeros((0, n))
     return _zscore(out), meta
 

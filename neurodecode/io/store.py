@@ -113,9 +113,11 @@ class WindowStore:
     def windows(self, name):
         """Return ``(X, y)``: windows (n_windows, n_chans, n_times) and labels (or None)."""
         g = self._f[name]
-        data = g["data"]
+        # One read of the recording, then slicing in memory: overlapping windows would otherwise
+        # decompress the same HDF5 chunks again and again.
+        data = g["data"][()]
         if "windows" not in g:
-            return data[()][None], None
+            return data[None], None
         idx = g["windows"][()]
         X = np.stack([data[:, a:b] for a, b in idx]) if len(idx) else np.zeros((0, data.shape[0], 0), np.float32)
         y = g["labels"][()] if "labels" in g else None

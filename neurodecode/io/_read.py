@@ -2,8 +2,8 @@
 
 The reader is chosen from the file name; MNE does the reading. What we add is what a
 clinician needs around it: a sentence instead of a traceback for a bad file, warnings for
-damage that can be worked around (recorded on ``raw.info["description"]``-independent
-``raw._neurodecode_problems`` and returned by :func:`problems`), channel types and names
+damage that can be worked around (kept on the returned object and listed by
+:func:`problems`), channel types and names
 normalised, a montage where the names allow one, and NaN spans marked ``BAD_NAN``.
 """
 
@@ -46,7 +46,7 @@ _READERS = {
     ".hea": "_read_raw_wfdb",
 }
 
-# Per-file problems found while reading, keyed by id(raw); see problems().
+# Attribute of the returned Raw holding the problems found while reading it; see problems().
 _PROBLEMS_ATTR = "_neurodecode_problems"
 
 

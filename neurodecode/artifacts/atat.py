@@ -218,10 +218,7 @@ class ATAT:
 
         Nothing is downloaded.
         """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        from ..utils import InputFileError, check_option
+        from ..utils import InputFileError, check_option, read_safetensors
 
         if path is None:
             check_option("artifact", artifact, ("emg", "eog"))
@@ -229,11 +226,11 @@ class ATAT:
         path = Path(path)
         if not path.is_file():
             raise InputFileError(f"{path}: AT-AT weights not found (train them with benchmarks/artifacts_train.py).")
-        with safe_open(str(path), "pt") as f:
-            md = f.metadata() or {}
-        cfg = json.loads(md["config"])
-        net = ATATNet(**cfg)
-        net.load_state_dict(load_file(str(path)))
+        state, md = read_safetensors(path, what="AT-AT weights")
+        if "config" not in md:
+            raise InputFileError(f"{path}: not an AT-AT weights file (no 'config' metadata).")
+        net = ATATNet(**json.loads(md["config"]))
+        net.load_state_dict(state)
         return cls(net, md.get("artifact", artifact), float(md.get("sfreq", 256)), float(md.get("l_freq", 1.0)),
                    json.loads(md.get("meta", "{}")))
 

@@ -840,20 +840,15 @@ class HVEEGNet(nn.Module):
             A ``.safetensors`` file written by :meth:`save_pretrained`. Default: the weights
             shipped in ``neurodecode/weights/hveegnet_eegmmidb.safetensors``.
         """
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from ..utils import read_safetensors
 
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise InputFileError(f"{path}: hvEEGNet weights not found (expected a .safetensors file).")
+        state, meta = read_safetensors(path, what="hvEEGNet weights")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
             config = json.loads(meta["config"])
-        except Exception as err:
+        except (KeyError, ValueError) as err:
             raise InputFileError(f"{path}: not an hvEEGNet weights file ({err}).") from err
         model = cls(**config)
-        state = load_file(str(path))
         own = model.state_dict()
         for key in ("channel_median", "channel_iqr"):
             # weights calibrated by an older version: keep the network, drop the stale statistics

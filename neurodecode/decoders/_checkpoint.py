@@ -84,17 +84,10 @@ def load_decoder(path):
     decoder : object
         Has ``encode(inst) -> BrainConditioning``.
     """
-    from safetensors import safe_open
+    from ..utils import read_safetensors
 
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such decoder checkpoint (expected a .safetensors file).")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:
-        raise InputFileError(f"{path}: not a safetensors decoder checkpoint ({err}).") from err
+    arrays, meta = read_safetensors(path, what="a decoder checkpoint", framework="numpy")
     if _KEY not in meta:
         raise InputFileError(f"{path}: a safetensors file, but not a neurodecode decoder (no '{_KEY}' metadata).")
     config = json.loads(meta[_KEY])

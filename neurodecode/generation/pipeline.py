@@ -257,17 +257,10 @@ class BrainToImagePipeline(DiffusionPipeline):
             ``"ddim"``/``"ddpm"`` (built from the stored training-noise config) or an instance; default: stored.
         vae : diffusers autoencoder | None
         """
-        from safetensors import safe_open
+        from ..utils import read_safetensors
 
         path = Path(path)
-        if not path.is_file():
-            raise InputFileError(f"Generator weights file {path} does not exist.")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:
-            raise InputFileError(f"Could not read generator weights {path}: {err}") from err
+        state, meta = read_safetensors(path, what="generator weights")
         if meta.get("denoiser_class") not in DENOISERS:
             raise InputFileError(
                 f"{path} is not a neurodecode generator file (no 'denoiser_class' among {sorted(DENOISERS)})."

@@ -277,20 +277,14 @@ _SYSTEM_ARGS = set(inspect.signature(NeuroPictorSystem.__init__).parameters) - {
 
 def load_checkpoint(path):
     """Rebuild a :class:`NeuroPictorSystem` from :func:`save_checkpoint`'s file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     from ..decoders.neuropictor import NeuroPictorEncoder
-    from ..utils import InputFileError
+    from ..utils import InputFileError, read_safetensors
 
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such checkpoint.")
+    state, meta = read_safetensors(path, what="a NeuroPictor checkpoint")
     try:
-        with safe_open(str(path), "pt") as f:
-            config = json.loads(f.metadata()["config"])
-        state = load_file(str(path))
-    except Exception as err:
+        config = json.loads(meta["config"])
+    except (KeyError, ValueError) as err:
         raise InputFileError(f"{path}: not a NeuroPictor checkpoint written by save_checkpoint ({err}).") from err
     system = NeuroPictorSystem(NeuroPictorEncoder(**config["encoder"]), **config["system"])
     system.load_state_dict(state)

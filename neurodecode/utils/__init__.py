@@ -6,6 +6,7 @@ from ._data import data_dir, requires_data_path
 from ._hash import config_hash
 from ._errors import NeurodecodeError, InputFileError, UsageError, record_warning
 from ._seed import seed_everything
+from ._weights import read_safetensors
 
 __all__ = [
     "atomic_path",
@@ -19,5 +20,6 @@ __all__ = [
     "UsageError",
     "record_warning",
     "seed_everything",
+    "read_safetensors",
     "config_hash",
 ]

@@ -245,7 +245,7 @@ def test_pipeline_flags_and_weights_roundtrip(tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-5)
     # Another scheduler than the stored one: no calibration -> no flags.
     assert BrainToImagePipeline.from_weights(path, scheduler="ddpm")(e, num_inference_steps=5).hallucinated is None
-    with pytest.raises(InputFileError, match="does not exist"):
+    with pytest.raises(InputFileError, match="no such file; expected generator weights"):
         BrainToImagePipeline.from_weights(tmp_path / "missing.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
     with pytest.raises(InputFileError, match="bad.safetensors"):

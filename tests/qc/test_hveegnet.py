@@ -70,7 +70,7 @@ def test_save_load_roundtrip(model, tmp_path):
     assert loaded.metadata["note"] == "test"
     with pytest.raises(ValueError, match="Refusing to overwrite"):
         model.save_pretrained(path)
-    with pytest.raises(InputFileError, match="weights not found"):
+    with pytest.raises(InputFileError, match="no such file; expected hvEEGNet weights"):
         HVEEGNet.from_pretrained(tmp_path / "absent.safetensors")
 
 

@@ -30,7 +30,7 @@ def test_ridge_round_trip(tmp_path):
 
 
 def test_bad_checkpoints(tmp_path):
-    with pytest.raises(InputFileError, match="no such decoder"):
+    with pytest.raises(InputFileError, match="no such file; expected a decoder checkpoint"):
         load_decoder(tmp_path / "none.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not safetensors")

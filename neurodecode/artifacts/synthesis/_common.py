@@ -44,18 +44,9 @@ def save_model(model, path, *, overwrite=False, extra=None):
 
 def load_model(cls, path):
     """Build ``cls`` from the config stored in ``path`` and load its weights."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from ...utils import read_safetensors
 
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such weights file.")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise InputFileError(f"{path}: not a readable safetensors file ({err}).") from err
+    state, meta = read_safetensors(path, what=f"{cls.__name__} weights")
     if meta.get("class") != cls.__name__:
         raise InputFileError(f"{path}: holds a {meta.get('class')!r} model, expected {cls.__name__!r}.")
     cfg = {k: v for k, v in json.loads(meta["config"]).items() if not k.startswith("_")}

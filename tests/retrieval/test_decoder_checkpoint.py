@@ -34,7 +34,7 @@ def test_bad_checkpoints(tmp_path):
         load_decoder(tmp_path / "none.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not safetensors")
-    with pytest.raises(InputFileError, match="not a safetensors"):
+    with pytest.raises(InputFileError, match="not a readable safetensors file with a decoder checkpoint"):
         load_decoder(junk)
     with pytest.raises(UsageError, match="not fitted"):
         save_decoder(RidgeRetrieval(), tmp_path / "r.safetensors")

@@ -8,6 +8,10 @@
 * :class:`ATATSystem`: three optimisers (autoencoder on clean EEG, transformer on MSE + adversarial
   term, discriminator on clean vs denoised), manual optimisation.
 * :class:`BaselineSystem`: any ``(B, T) -> (B, T)`` network on MSE.
+* :class:`CPUBudget`: the callback that gives every network the same compute: it stops training once
+  the process has used ``cpu_budget_s`` CPU seconds, and sets the learning rate from the fraction of
+  that budget spent (linear warm-up, then cosine decay), so that every model ends its schedule
+  exactly when its budget runs out whatever its speed per step.
 
 Both log ``val_rrmse`` (mean temporal RRMSE on validation pairs), used for checkpoint selection.
 """
@@ -21,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..artifacts.atat import ATATNet, Discriminator
 
-__all__ = ["DenoiseDataModule", "ATATSystem", "BaselineSystem", "tune_gate"]
+__all__ = ["DenoiseDataModule", "ATATSystem", "BaselineSystem", "CPUBudget", "tune_gate", "gate_calibration"]
 
 
 class _RemixDataset(Dataset):
@@ -106,11 +110,15 @@ class ATATSystem(L.LightningModule):
         Adam learning rate (all three optimisers; betas 0.5, 0.9 as in EEGdenoiseNet).
     lambda_adv : float
         Weight of the adversarial term in the transformer's loss.
+    lambda_spec : float
+        Weight of a spectral term: mean absolute difference of the log magnitude spectra
+        (``rfft``, +1e-3) of output and clean target, which weighs the low-power high-frequency
+        band that MSE ignores (where EMG lives).
     """
 
     def __init__(self, n_times: int = 512, span: int = 64, ae_widths: tuple = (16, 8), patch: int = 16,
                  d_model: int = 48, n_heads: int = 4, n_layers: int = 2, ff: int = 96, stem: int = 16,
-                 lr: float = 1e-3, lambda_adv: float = 0.01):
+                 lr: float = 1e-3, lambda_adv: float = 0.01, lambda_spec: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -128,8 +136,10 @@ class ATATSystem(L.LightningModule):
         x, y = batch
         opt_ae, opt_g, opt_d = self.optimizers()
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        # 1. autoencoder learns clean EEG only, so that it fails to reproduce artifacts
-        ae_loss = torch.mean((self.net.ae(x) - x) ** 2)
+        # 1. autoencoder learns clean EEG only, so that it fails to reproduce artifacts; at inference
+        #    it sees windows scaled to unit std, so it learns clean EEG at that scale too
+        xu = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-6)
+        ae_loss = torch.mean((self.net.ae(xu) - xu) ** 2)
         opt_ae.zero_grad()
         self.manual_backward(ae_loss)
         opt_ae.step()
@@ -138,6 +148,10 @@ class ATATSystem(L.LightningModule):
         mse = torch.mean((out - x) ** 2)
         adv = bce(self.disc(out), torch.ones(len(out), device=out.device))
         g_loss = mse + self.hparams.lambda_adv * adv
+        if self.hparams.lambda_spec:
+            spec = torch.mean(torch.abs(torch.log(torch.fft.rfft(out).abs() + 1e-3)
+                                        - torch.log(torch.fft.rfft(x).abs() + 1e-3)))
+            g_loss = g_loss + self.hparams.lambda_spec * spec
         opt_g.zero_grad()
         self.manual_backward(g_loss)
         opt_g.step()
@@ -152,6 +166,74 @@ class ATATSystem(L.LightningModule):
     def validation_step(self, batch, _):
         x, y = batch
         self.log("val_rrmse", _rrmse(self.net(y), x), prog_bar=True)
+
+
+class CPUBudget(L.Callback):
+    """Same compute for every network: a CPU-time budget with a learning-rate schedule over it.
+
+    CPU time of this process (``time.process_time``, one thread), not wall time, so that the
+    budget means the same on a busy shared machine. The learning rate of every optimiser is
+    ``lr * f(p)`` with ``p`` the fraction of the budget spent: ``f`` rises linearly from 0.05 to 1
+    over ``warmup_frac`` then follows a cosine down to ``final_lr_frac``. The state dict with the
+    lowest ``val_rrmse`` seen is kept in :attr:`state` (checkpoint selection on validation only).
+
+    Parameters
+    ----------
+    cpu_budget_s : float
+        CPU seconds of training (including validation passes).
+    warmup_frac : float
+        Fraction of the budget spent warming up.
+    final_lr_frac : float
+        Learning-rate factor at the end of the budget.
+    """
+
+    def __init__(self, cpu_budget_s: float = 300.0, warmup_frac: float = 0.05, final_lr_frac: float = 0.02):
+        super().__init__()
+        import time
+
+        self.cpu_budget_s, self.warmup_frac, self.final_lr_frac = float(cpu_budget_s), warmup_frac, final_lr_frac
+        self._clock = time.process_time
+        self.t0 = None
+        self.best, self.state, self.epoch, self.history, self.steps = float("inf"), None, -1, [], 0
+        self._base = None
+
+    def fraction(self):
+        return (self._clock() - self.t0) / self.cpu_budget_s if self.t0 is not None else 0.0
+
+    def lr_factor(self, p):
+        import math
+
+        if p < self.warmup_frac:
+            return 0.05 + 0.95 * p / self.warmup_frac
+        q = min(1.0, (p - self.warmup_frac) / max(1e-9, 1 - self.warmup_frac))
+        return self.final_lr_frac + (1 - self.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * q))
+
+    def on_fit_start(self, trainer, pl_module):
+        self.t0 = self._clock()
+
+    def on_train_batch_start(self, trainer, pl_module, *args):
+        if self._base is None:
+            self._base = [[g["lr"] for g in o.param_groups] for o in trainer.optimizers]
+        f = self.lr_factor(self.fraction())
+        for o, base in zip(trainer.optimizers, self._base):
+            for g, b in zip(o.param_groups, base):
+                g["lr"] = b * f
+
+    def on_train_batch_end(self, trainer, *args):
+        self.steps += 1
+        if self.fraction() >= 1.0:
+            trainer.should_stop = True
+
+    def on_validation_end(self, trainer, pl_module):
+        import copy
+
+        if trainer.sanity_checking:
+            return
+        v = float(trainer.callback_metrics.get("val_rrmse", float("inf")))
+        self.history.append(round(v, 5))
+        if v < self.best:
+            self.best, self.epoch = v, trainer.current_epoch
+            self.state = copy.deepcopy(pl_module.net.state_dict())
 
 
 class BaselineSystem(L.LightningModule):
@@ -206,3 +288,40 @@ def tune_gate(net, val_x, val_y, val_clean, grid=None):
     best = min(table, key=lambda r: r[1] + r[2])
     net.tau.fill_(old)
     return best[0], table
+
+
+@torch.no_grad()
+def gate_calibration(net, val_x, val_y, val_clean, open_frac=0.05):
+    """Threshold ``tau`` such that the gate opens on only ``open_frac`` of clean validation windows.
+
+    A window opens when any of its spans has ``corr(AE(y), y) < tau``; ``tau`` is the
+    ``open_frac`` quantile of each clean validation window's lowest span correlation, so that
+    clean EEG rarely pays for the transformer (the speed of :meth:`ATAT.apply` on mostly clean
+    recordings). Validation data only.
+
+    Returns
+    -------
+    tau : float
+    info : dict
+        ``tau``, the fraction of clean and of contaminated validation windows that open, and the
+        validation RRMSE of the gated and the ungated model on both.
+    """
+    net.eval()
+    from ..artifacts.atat import span_correlation
+
+    vc = torch.as_tensor(val_clean)
+    vc = (vc - vc.mean(-1, keepdim=True)) / vc.std(-1, keepdim=True)
+    vx, vy = torch.as_tensor(val_x), torch.as_tensor(val_y)
+    lowest = span_correlation(net.ae(vc), vc, net.span).min(1).values
+    tau = float(torch.quantile(lowest, open_frac))
+    old = float(net.tau)
+    net.tau.fill_(tau)
+    info = {"tau": tau, "open_frac_target": open_frac,
+            "val_clean_windows_open": float(net.gate(vc).any(1).float().mean()),
+            "val_noisy_windows_open": float(net.gate(vy).any(1).float().mean()),
+            "val_rrmse_noisy_gated": float(_rrmse(net.gated(vy)[0], vx)),
+            "val_rrmse_noisy_ungated": float(_rrmse(net(vy), vx)),
+            "val_rrmse_clean_gated": float(_rrmse(net.gated(vc)[0], vc)),
+            "val_rrmse_clean_ungated": float(_rrmse(net(vc), vc))}
+    net.tau.fill_(old)
+    return tau, info

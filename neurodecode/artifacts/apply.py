@@ -59,7 +59,7 @@ def _highpass(x, sfreq, l_freq):
 
 # windows per forward pass: large batches run the small convolutions efficiently, and both bound the
 # activation memory (a 2048-window transformer batch peaked near 1 GB)
-_AE_BATCH = 2048
+_AE_BATCH = 1024
 _TF_BATCH = 256
 
 
@@ -158,9 +158,17 @@ def denoise_array(model, x, sfreq, *, gated=True, highpass=True):
             f"{model.n_times / 2 / model.sfreq:.2f} s."
         )
     removed, _ = _denoise_rows(model, sig, gated)
-    back = _resample(removed, model.sfreq, sfreq)
-    back = _fit_length(back, x.shape[-1])
-    return x - back
+    return x - _resample_back(removed, model.sfreq, sfreq, x.shape[-1])
+
+
+def _resample_back(removed, src, dst, n):
+    """The removed signal back at the recording's rate, (n_rows, n); rows the gate never opened
+    on are exactly zero and are not resampled."""
+    out = np.zeros((removed.shape[0], n))
+    rows = np.flatnonzero(np.any(removed != 0, axis=1))
+    if len(rows):
+        out[rows] = _fit_length(_resample(removed[rows], src, dst), n)
+    return out
 
 
 def _fit_length(a, n):
@@ -297,7 +305,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
             hp = _highpass(eeg, sf, m.l_freq)
             sig = _resample(hp, sf, m.sfreq)
             removed, gfrac = _denoise_rows(m, sig)
-            back = _fit_length(_resample(removed, m.sfreq, sf), eeg.shape[1])
+            back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
             eeg = eeg - back
             gate[m.artifact].append(float(gfrac.mean()))
             kept_r, kept_h = back[:, k0:k1], hp[:, k0:k1]

@@ -32,8 +32,8 @@ def main(argv=None):
                    help="CPU seconds of training (default: cpu_budget_s in the pipeline file)")
     p.add_argument("--ship", action="store_true")
     p.add_argument("--lambda-spec", type=float, default=None, help="override the AT-AT spectral loss weight")
-    p.add_argument("--gate-open-frac", type=float, default=0.05,
-                   help="fraction of clean validation windows on which the calibrated gate may open")
+    p.add_argument("--calibrate-only", action="store_true",
+                   help="only (re)calibrate the gate of build/artifacts_models/atat_<artifact>.safetensors")
     p.add_argument("--tag", default="", help="suffix of the output files (recipe comparisons)")
     p.add_argument("--out", default=str(ROOT / "build" / "artifacts_models"))
     a = p.parse_args(argv)
@@ -48,6 +48,8 @@ def main(argv=None):
 
     cfg = yaml.safe_load((ROOT / "pipelines" / f"atat_{a.artifact}.yaml").read_text())
     L.seed_everything(cfg["seed_everything"], verbose=False)
+    if a.calibrate_only:
+        return _calibrate_only(a, cfg)
     tr = dict(cfg["trainer"])
     (cb,) = [c for c in tr.pop("callbacks") if c["class_path"].endswith("CPUBudget")]
     cb_args = dict(cb.get("init_args", {}))
@@ -84,11 +86,9 @@ def main(argv=None):
     if a.model == "atat":
         info["lambda_spec"] = margs.get("lambda_spec", 0.0)
         info["lambda_adv"] = margs.get("lambda_adv")
-        tau, gate = gate_calibration(system.net, dm.val_x, dm.val_y, dm.val_clean_only, a.gate_open_frac)
-        system.net.tau.fill_(tau)
-        system.net.config["tau"] = tau
-        info["tau"] = tau
-        info["gate"] = gate
+        (tau, tau_hi), gate = gate_calibration(system.net, dm.val_x, dm.val_y, dm.val_clean_only)
+        _set_gate(system.net, tau, tau_hi)
+        info["tau"], info["tau_hi"], info["gate"] = tau, tau_hi, gate
         info["params_discriminator_training_only"] = sum(p.numel() for p in system.disc.parameters())
         model = ATAT(system.net, a.artifact, 256.0, 1.0 if a.artifact == "emg" else 0.3,
                      meta={"train": info, "store_config_hash": _store_hash(dm.store)})
@@ -101,6 +101,33 @@ def main(argv=None):
                   str(out / f"{a.model}_{a.artifact}{a.tag}.safetensors"), metadata={"info": json.dumps(info)})
     (out / f"{a.model}_{a.artifact}{a.tag}.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info))
+
+
+def _set_gate(net, tau, tau_hi):
+    net.tau.fill_(tau)
+    net.tau_hi.fill_(tau_hi)
+    net.config["tau"], net.config["tau_hi"] = tau, tau_hi
+
+
+def _calibrate_only(a, cfg):
+    """Re-run the gate calibration (validation data only) on trained weights, keep their training record."""
+    from neurodecode.artifacts.atat import ATAT
+    from neurodecode.training.atat_system import DenoiseDataModule, gate_calibration
+
+    dm = DenoiseDataModule(**{**cfg["data"]["init_args"], "store": str(ROOT / cfg["data"]["init_args"]["store"])})
+    dm.setup()
+    path = Path(a.out) / f"atat_{a.artifact}{a.tag}.safetensors"
+    model = ATAT.from_pretrained(path=path)
+    (tau, tau_hi), gate = gate_calibration(model.net, dm.val_x, dm.val_y, dm.val_clean_only)
+    _set_gate(model.net, tau, tau_hi)
+    info = model.meta.get("train", {})
+    info.update({"tau": tau, "tau_hi": tau_hi, "gate": gate})
+    model.meta["train"] = info
+    model.save(path)
+    if a.ship:
+        model.save(ROOT / "neurodecode" / "weights" / f"atat_{a.artifact}.safetensors")
+    (Path(a.out) / f"atat_{a.artifact}{a.tag}.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps({k: gate[k] for k in ("tau", "tau_hi", "rrmse_ungated", "chosen")}))
 
 
 def _store_hash(path):

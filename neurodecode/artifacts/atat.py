@@ -134,21 +134,24 @@ class ATATNet(nn.Module):
         Segment length in samples at ``sfreq`` (512 = 2 s at 256 Hz).
     span : int
         Gate resolution in samples (64 = 0.25 s at 256 Hz).
-    tau : float
-        Correlation threshold; a window with a span where ``corr(AE(y), y) < tau`` is denoised.
-        Calibrated after training (:func:`neurodecode.training.atat_system.gate_calibration`).
+    tau, tau_hi : float
+        Correlation thresholds; a window with a span where ``corr(AE(y), y) < tau`` or
+        ``> tau_hi`` is denoised. Calibrated after training
+        (:func:`neurodecode.training.atat_system.gate_calibration`); ``tau >= 1`` opens the gate
+        everywhere.
     """
 
     def __init__(self, n_times=512, span=64, tau=1.0, ae_widths=(16, 8), patch=16, d_model=48, n_heads=4,
-                 n_layers=2, ff=96, stem=16):
+                 n_layers=2, ff=96, stem=16, tau_hi=2.0):
         super().__init__()
         if n_times % (2 * span):
             raise ValueError(f"span ({span}) must divide half the window (n_times={n_times}).")
         self.config = dict(n_times=n_times, span=span, tau=tau, ae_widths=list(ae_widths), patch=patch,
-                           d_model=d_model, n_heads=n_heads, n_layers=n_layers, ff=ff, stem=stem)
+                           d_model=d_model, n_heads=n_heads, n_layers=n_layers, ff=ff, stem=stem, tau_hi=tau_hi)
         self.ae = ConvAutoencoder(tuple(ae_widths))
         self.transformer = ArtifactTransformer(n_times, patch, d_model, n_heads, n_layers, ff, stem)
         self.register_buffer("tau", torch.tensor(float(tau)))
+        self.register_buffer("tau_hi", torch.tensor(float(tau_hi)))
         self.span = span
 
     def forward(self, y):
@@ -157,8 +160,15 @@ class ATATNet(nn.Module):
         return y - self.transformer(torch.stack([y, y - r.detach()], 1))
 
     def gate(self, y):
-        """Boolean mask ``(B, T // span)``: True where the transformer is applied."""
-        return span_correlation(self.ae(y), y, self.span) < self.tau
+        """Boolean mask ``(B, T // span)``: True on spans the autoencoder flags.
+
+        A span is flagged when its correlation with the reconstruction is below ``tau`` (the
+        autoencoder cannot reproduce it: broadband artifacts such as EMG) or above ``tau_hi``
+        (it is smoother than clean EEG ever is at unit scale: slow, large artifacts such as EOG,
+        which a low-capacity autoencoder reproduces *better* than EEG).
+        """
+        c = span_correlation(self.ae(y), y, self.span)
+        return (c < self.tau) | (c > self.tau_hi)
 
     def window_gate(self, y):
         """Boolean ``(B,)``: True for windows with at least one span below ``tau``."""
@@ -242,7 +252,9 @@ class ATAT:
         state, md = read_safetensors(path, what="AT-AT weights")
         if "config" not in md:
             raise InputFileError(f"{path}: not an AT-AT weights file (no 'config' metadata).")
-        net = ATATNet(**json.loads(md["config"]))
+        cfg = json.loads(md["config"])
+        net = ATATNet(**cfg)
+        state.setdefault("tau_hi", torch.tensor(float(cfg.get("tau_hi", 2.0))))  # files from before the upper threshold
         net.load_state_dict(state)
         return cls(net, md.get("artifact", artifact), float(md.get("sfreq", 256)), float(md.get("l_freq", 1.0)),
                    json.loads(md.get("meta", "{}")))

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..artifacts.atat import ATATNet, Discriminator
 
-__all__ = ["DenoiseDataModule", "ATATSystem", "BaselineSystem", "CPUBudget", "tune_gate", "gate_calibration"]
+__all__ = ["DenoiseDataModule", "ATATSystem", "BaselineSystem", "CPUBudget", "gate_calibration"]
 
 
 class _RemixDataset(Dataset):
@@ -261,50 +261,23 @@ class BaselineSystem(L.LightningModule):
 
 
 @torch.no_grad()
-def tune_gate(net, val_x, val_y, val_clean, grid=None):
-    """Choose the gate threshold ``tau`` on validation data only.
+def gate_calibration(net, val_x, val_y, val_clean, grid=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5), tolerance=0.10):
+    """Gate thresholds ``(tau, tau_hi)`` from validation data only.
 
-    The objective is the mean temporal RRMSE over contaminated validation pairs and, equally
-    weighted, over uncontaminated validation segments (input = clean EEG), so that the gate learns
-    both to act on artifacts and to leave clean EEG alone.
-
-    Returns
-    -------
-    tau : float
-    table : list of (tau, rrmse_noisy, rrmse_clean)
-    """
-    net.eval()
-    grid = grid if grid is not None else [-1.01, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.01]
-    vx, vy = torch.as_tensor(val_x), torch.as_tensor(val_y)
-    vc = torch.as_tensor(val_clean)
-    vc = (vc - vc.mean(-1, keepdim=True)) / vc.std(-1, keepdim=True)
-    table = []
-    old = float(net.tau)
-    for tau in grid:
-        net.tau.fill_(tau)
-        rn = float(_rrmse(net.gated(vy)[0], vx))
-        rc = float(_rrmse(net.gated(vc)[0], vc))
-        table.append((float(tau), rn, rc))
-    best = min(table, key=lambda r: r[1] + r[2])
-    net.tau.fill_(old)
-    return best[0], table
-
-
-@torch.no_grad()
-def gate_calibration(net, val_x, val_y, val_clean, open_frac=0.05):
-    """Threshold ``tau`` such that the gate opens on only ``open_frac`` of clean validation windows.
-
-    A window opens when any of its spans has ``corr(AE(y), y) < tau``; ``tau`` is the
-    ``open_frac`` quantile of each clean validation window's lowest span correlation, so that
-    clean EEG rarely pays for the transformer (the speed of :meth:`ATAT.apply` on mostly clean
-    recordings). Validation data only.
+    For a clean-window opening rate ``q``, the thresholds are quantiles of each clean validation
+    window's lowest (``tau``) and highest (``tau_hi``) span correlation, with the quota ``q`` given
+    to the low side, the high side or split between them (whichever gives the lowest RRMSE on the
+    contaminated validation pairs). The smallest ``q`` of ``grid`` whose gated RRMSE is within
+    ``tolerance`` (relative) of the ungated model's is kept, so that clean EEG rarely pays for the
+    transformer while quality stays close to the ungated model; when none is, the gate is always
+    open (``tau = 2``).
 
     Returns
     -------
-    tau : float
+    (tau, tau_hi) : tuple of float
     info : dict
-        ``tau``, the fraction of clean and of contaminated validation windows that open, and the
-        validation RRMSE of the gated and the ungated model on both.
+        The chosen thresholds and, for every candidate, the clean and contaminated opening rates
+        and the gated RRMSE, next to the ungated model's RRMSE.
     """
     net.eval()
     from ..artifacts.atat import span_correlation
@@ -312,16 +285,29 @@ def gate_calibration(net, val_x, val_y, val_clean, open_frac=0.05):
     vc = torch.as_tensor(val_clean)
     vc = (vc - vc.mean(-1, keepdim=True)) / vc.std(-1, keepdim=True)
     vx, vy = torch.as_tensor(val_x), torch.as_tensor(val_y)
-    lowest = span_correlation(net.ae(vc), vc, net.span).min(1).values
-    tau = float(torch.quantile(lowest, open_frac))
-    old = float(net.tau)
-    net.tau.fill_(tau)
-    info = {"tau": tau, "open_frac_target": open_frac,
-            "val_clean_windows_open": float(net.gate(vc).any(1).float().mean()),
-            "val_noisy_windows_open": float(net.gate(vy).any(1).float().mean()),
-            "val_rrmse_noisy_gated": float(_rrmse(net.gated(vy)[0], vx)),
-            "val_rrmse_noisy_ungated": float(_rrmse(net(vy), vx)),
-            "val_rrmse_clean_gated": float(_rrmse(net.gated(vc)[0], vc)),
-            "val_rrmse_clean_ungated": float(_rrmse(net(vc), vc))}
-    net.tau.fill_(old)
-    return tau, info
+    cc = span_correlation(net.ae(vc), vc, net.span)
+    cn = span_correlation(net.ae(vy), vy, net.span)
+    c_lo, c_hi, n_lo, n_hi = cc.min(1).values, cc.max(1).values, cn.min(1).values, cn.max(1).values
+    full = net(vy)
+    ungated = float(_rrmse(full, vx))
+    cands = []
+    for q in grid:
+        for share in (1.0, 0.5, 0.0):  # part of the quota given to the low side
+            lo = float(torch.quantile(c_lo, q * share)) if share > 0 else -2.0
+            hi = float(torch.quantile(c_hi, 1 - q * (1 - share))) if share < 1 else 2.0
+            open_n = (n_lo < lo) | (n_hi > hi)
+            out = torch.where(open_n[:, None], full, vy)
+            cands.append({"q": q, "low_share": share, "tau": lo, "tau_hi": hi,
+                          "clean_open": float(((c_lo < lo) | (c_hi > hi)).float().mean()),
+                          "noisy_open": float(open_n.float().mean()), "rrmse_gated": float(_rrmse(out, vx))})
+    ok = [c for c in cands if c["rrmse_gated"] <= (1 + tolerance) * ungated]
+    if ok:
+        q0 = min(c["q"] for c in ok)
+        best = min((c for c in ok if c["q"] == q0), key=lambda c: c["rrmse_gated"])
+        tau, tau_hi = best["tau"], best["tau_hi"]
+    else:
+        best, tau, tau_hi = None, 2.0, 2.0
+    info = {"tau": tau, "tau_hi": tau_hi, "tolerance": tolerance, "rrmse_ungated": ungated, "chosen": best,
+            "candidates": cands, "val_clean_windows_open": best["clean_open"] if best else 1.0,
+            "val_noisy_windows_open": best["noisy_open"] if best else 1.0}
+    return (tau, tau_hi), info

@@ -237,7 +237,7 @@ def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
 
 
 def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
-                   edit_ratio=0.3, bad_ratio=0.9, problems=None):
+                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True):
     """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
 
     Parameters
@@ -254,6 +254,9 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         A 1 s span is annotated ``EDITED_<ART>`` when, on any channel, the removed signal's RMS exceeds
         ``edit_ratio`` x the (high-passed) input's RMS there, and ``BAD_<ART>`` (beyond repair) when it
         exceeds ``bad_ratio`` x (the artifact dominated so much that little of the EEG was left).
+    gated : bool
+        Use each model's gate (the transformer runs only on windows it flags); ``False`` runs the
+        transformer on every window (slower; for comparisons).
 
     Returns
     -------
@@ -304,7 +307,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         for m in models:
             hp = _highpass(eeg, sf, m.l_freq)
             sig = _resample(hp, sf, m.sfreq)
-            removed, gfrac = _denoise_rows(m, sig)
+            removed, gfrac = _denoise_rows(m, sig, gated)
             back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
             eeg = eeg - back
             gate[m.artifact].append(float(gfrac.mean()))

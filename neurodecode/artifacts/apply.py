@@ -360,7 +360,8 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         "annotated_seconds": spans,
         "n_annotations_added": len(onsets),
         "gate_fraction": {art: float(np.mean(g)) if g else 0.0 for art, g in gate.items()},
-        "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "n_parameters": m.n_parameters()}
+        "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "tau_hi": float(getattr(m.net, "tau_hi", 2.0)),
+                    "n_parameters": m.n_parameters()}
                    for m in models if hasattr(m, "net")],
         "problems": list(problems or []),
     }

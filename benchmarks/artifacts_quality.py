@@ -79,8 +79,9 @@ def main(argv=None):
     model = ATAT.from_pretrained(a.artifact, a.weights)
     info = model.meta.get("train", {})
     methods["AT-AT (transformer on every window)"] = model.denoise_normalised(y, gated=False)
-    gate_label = f"AT-AT (gated: corr < {float(model.net.tau):.2f}" + (
-        f" or > {float(model.net.tau_hi):.3f})" if float(model.net.tau_hi) < 1 else ")")
+    lo, hi = float(model.net.tau), float(model.net.tau_hi)
+    sides = ([f"corr < {lo:.2f}"] if lo > -1 else []) + ([f"corr > {hi:.3f}"] if hi < 1 else [])
+    gate_label = f"AT-AT (gated: {' or '.join(sides) or 'never'})"
     methods[gate_label] = model.denoise_normalised(y, gated=True)
     with torch.no_grad():
         opened = float(np.concatenate([model.net.window_gate(torch.from_numpy(np.asarray(y[i : i + 500], np.float32))).numpy()

@@ -22,14 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--store", default=str(ROOT / "build" / "datasets" / "denoise_multichannel.h5"))
-    p.add_argument("--methods", default="none,filter,ica,atat")
+    p.add_argument("--methods", default="none,filter,ica,atat,atat_ungated")
     a = p.parse_args(argv)
 
     import mne
     import torch
 
     torch.set_num_threads(1)
-    from neurodecode.artifacts.clean import clean_raw
+    from neurodecode.artifacts.apply import apply_denoiser
+    from neurodecode.artifacts.atat import ATAT
+    from neurodecode.artifacts.clean import _artifacts, clean_raw
     from neurodecode.artifacts.metrics import correlation_coefficient, rrmse_temporal
     from neurodecode.io import WindowStore
 
@@ -49,7 +51,13 @@ def main(argv=None):
             temp = [i for i, c in enumerate(chs) if c.upper().startswith(("T", "FT", "TP"))]
             for m in methods:
                 t0, c0 = time.time(), time.process_time()
-                out = cont if m == "none" else clean_raw(raw, method=m, artifacts=("emg", "eog"))[0].get_data()
+                if m == "none":
+                    out = cont
+                elif m == "atat_ungated":
+                    out = apply_denoiser([ATAT.from_pretrained(x) for x in _artifacts(("emg", "eog"))], raw,
+                                         gated=False)[0].get_data()
+                else:
+                    out = clean_raw(raw, method=m, artifacts=("emg", "eog"))[0].get_data()
                 rows[m]["sec"] += time.time() - t0
                 rows[m]["cpu"] += time.process_time() - c0
                 r = rrmse_temporal(out, clean)
@@ -58,7 +66,8 @@ def main(argv=None):
                 rows[m]["front"].append(r[front].mean())
                 rows[m]["temp"].append(r[temp].mean())
     label = {"none": "contaminated input (no cleaning)", "filter": "filter (EOG 2 Hz high-pass + EMG 30 Hz low-pass)",
-             "ica": "MNE ICA (picard, 20 comp.) + ICLabel", "atat": "AT-AT (EOG then EMG model, per channel)"}
+             "ica": "MNE ICA (picard, 20 comp.) + ICLabel", "atat": "AT-AT (EOG then EMG model, per channel, gated)",
+             "atat_ungated": "AT-AT (same, transformer on every window)"}
     print(f"## Multichannel benchmark: {len(names)} recordings x 64 channels ({', '.join(names)})\n")
     print("| method | RRMSE_t (all ch.) | CC (all ch.) | RRMSE_t frontal | RRMSE_t temporal | wall s | CPU s |")
     print("|---|---|---|---|---|---|---|")

@@ -19,6 +19,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _budget_note(info):
+    return (f"{info['train_cpu_seconds']:.0f} CPU-s: {info['steps']} steps of {info['batch_size']} pairs, "
+            f"best of {len(info['val_history'])} validations")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--artifact", choices=("emg", "eog"), required=True)
@@ -69,15 +74,21 @@ def main(argv=None):
                  "novel_cnn": "NovelCNN"}[name]
         methods[label] = out
         params[label] = count_parameters(net)
-        notes[label] = f"{info['epochs']} epochs x {info['items_per_epoch']} pairs in {info['train_seconds']:.0f} s"
+        notes[label] = _budget_note(info)
     # AT-AT
     model = ATAT.from_pretrained(a.artifact, a.weights)
     info = model.meta.get("train", {})
-    methods["AT-AT (transformer on every span)"] = model.denoise_normalised(y, gated=False)
-    methods[f"AT-AT (gated, tau={float(model.net.tau):.2f})"] = model.denoise_normalised(y, gated=True)
+    methods["AT-AT (transformer on every window)"] = model.denoise_normalised(y, gated=False)
+    lo, hi = float(model.net.tau), float(model.net.tau_hi)
+    sides = ([f"corr < {lo:.2f}"] if lo > -1 else []) + ([f"corr > {hi:.3f}"] if hi < 1 else [])
+    gate_label = f"AT-AT (gated: {' or '.join(sides) or 'never'})"
+    methods[gate_label] = model.denoise_normalised(y, gated=True)
+    with torch.no_grad():
+        opened = float(np.concatenate([model.net.window_gate(torch.from_numpy(np.asarray(y[i : i + 500], np.float32))).numpy()
+                                       for i in range(0, len(y), 500)]).mean())
     for k in list(methods)[-2:]:
         params[k] = model.n_parameters()
-        notes[k] = f"{info.get('epochs', '?')} epochs x {info.get('items_per_epoch', '?')} pairs in {info.get('train_seconds', 0):.0f} s"
+        notes[k] = _budget_note(info)
 
     snrs = sorted(set(snr.tolist()))
     from neurodecode.datasets.denoise import describe
@@ -108,8 +119,15 @@ def main(argv=None):
     for name in methods:
         print(f"| {name} | {params.get(name, 0):,} | {notes.get(name, '-')} |")
     print(f"\nFilter cut-off chosen on validation RRMSE_t from {grid}: {best_c:g} Hz.")
-    if "tau" in info:
-        print(f"AT-AT gate threshold tau={info['tau']} chosen on validation (noisy pairs + clean segments).")
+    g = info.get("gate", {})
+    if g.get("chosen"):
+        c = g["chosen"]
+        print(f"AT-AT gate thresholds chosen on validation (smallest clean-window opening rate whose gated RRMSE_t is "
+              f"within {g['tolerance']:.0%} of the ungated model's): opens on {c['clean_open']:.1%} of clean and "
+              f"{c['noisy_open']:.1%} of contaminated validation windows (val RRMSE_t gated {c['rrmse_gated']:.3f}, "
+              f"ungated {g['rrmse_ungated']:.3f}); on this test set it opened on {opened:.1%} of the windows.")
+    print(f"Every network trained with the same budget of {info.get('cpu_budget_s', '?'):g} CPU-seconds (one thread, "
+          f"warm-up + cosine learning rate over the budget, weights of the best validation RRMSE_t), seed {info.get('seed', '?')}.")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,20 @@ def _highpass(x, sfreq, l_freq):
     return sosfiltfilt(sos, x, axis=-1)
 
 
+# windows per forward pass: large batches run the small convolutions efficiently, and both bound the
+# activation memory (a 2048-window transformer batch peaked near 1 GB)
+_AE_BATCH = 1024
+_TF_BATCH = 256
+
+
+def _normalise(seg):
+    """Windows scaled to zero mean and unit std (the EEGdenoiseNet normalisation) + which are non-constant."""
+    mu = seg.mean(-1, keepdims=True)
+    sd = seg.std(-1, keepdims=True)
+    live = sd[:, 0] > 0
+    return ((seg - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32), live
+
+
 def _denoise_rows(model, sig, gated=True):
     """Overlap-add denoising of rows at the model's rate.
 
@@ -87,33 +101,48 @@ def _denoise_rows(model, sig, gated=True):
     right = sig[:, -hop - 1 : -1][:, ::-1]
     k = min(right.shape[1], total - hop - n)
     pad[:, hop + n : hop + n + k] = right[:, :k]
-    flat = sliding_window_view(pad, win, axis=-1)[:, ::hop][:, :n_win].reshape(-1, win)
-    mu = flat.mean(-1, keepdims=True)
-    sd = flat.std(-1, keepdims=True)
-    live = np.flatnonzero(sd[:, 0] > 0)
-    removed = np.zeros_like(flat)
-    gate_hits = np.zeros(len(flat), bool)
-    if len(live):
-        import torch
+    flat = sliding_window_view(pad, win, axis=-1)[:, ::hop][:, :n_win]  # (n_rows, n_win, win), a view
+    removed = np.zeros((n_rows, n_win, win), np.float32)
+    import torch
 
-        with torch.inference_mode():
-            # small batches bound the activation memory (a 2048-window batch peaked near 1 GB)
-            for i in range(0, len(live), 256):
-                rows = live[i : i + 256]
-                norm = torch.from_numpy((flat[rows] - mu[rows]) / sd[rows])
-                if hasattr(model, "net") and gated:
-                    out, g = model.net.gated(norm)
-                    hit = g.any(1).numpy()
-                else:
-                    out, hit = model.net(norm), np.ones(len(rows), bool)
-                gate_hits[rows] = hit
-                removed[rows] = (norm - out).numpy() * sd[rows]
+    net = model.net
+    with torch.inference_mode():
+        if gated and hasattr(net, "gate"):
+            # The gate needs the autoencoder on every sample once, not twice: the even windows
+            # tile the padded rows without overlap, so their span gates give every span's gate.
+            # A window (even or odd) then goes through the transformer when any of its spans is
+            # gated; the others are left alone and cost nothing more.
+            span = int(net.span)
+            per_win = win // span
+            even = flat[:, 0::2].reshape(-1, win)
+            span_gate = np.zeros((len(even), per_win), bool)
+            for i in range(0, len(even), _AE_BATCH):
+                norm, live = _normalise(even[i : i + _AE_BATCH])
+                g = net.gate(torch.from_numpy(norm)).numpy()
+                span_gate[i : i + _AE_BATCH] = g & live[:, None]
+            step = hop // span  # the model's span divides half its window (checked at load)
+            spans = np.zeros((n_rows, (n_win + 1) * step), bool)  # the last odd window ends a hop later
+            spans[:, : (n_win // 2) * per_win] = span_gate.reshape(n_rows, -1)
+            starts = np.arange(n_win) * step
+            win_gate = np.zeros((n_rows, n_win), bool)
+            for k in range(per_win):
+                win_gate |= spans[:, starts + k]
+        else:
+            win_gate = np.ones((n_rows, n_win), bool)
+        todo = np.argwhere(win_gate)
+        for i in range(0, len(todo), _TF_BATCH):
+            r, k = todo[i : i + _TF_BATCH].T
+            seg = flat[r, k]
+            norm, live = _normalise(seg)
+            out = net(torch.from_numpy(norm)).numpy()
+            sd = seg.std(-1, keepdims=True)
+            removed[r, k] = np.where(live[:, None], (norm - out) * sd, 0.0)
     w = (np.sin(np.pi * (np.arange(win) + 0.5) / win) ** 2).astype(np.float32)
-    rw = removed.reshape(n_rows, n_win, win) * w
+    rw = removed * w
     acc = np.zeros((n_rows, total), np.float32)
     acc[:, : (n_win // 2) * win] += rw[:, 0::2].reshape(n_rows, -1)
     acc[:, hop : hop + (n_win // 2) * win] += rw[:, 1::2].reshape(n_rows, -1)
-    return acc[:, hop : hop + n].astype(np.float64), gate_hits.reshape(n_rows, n_win).mean(1)
+    return acc[:, hop : hop + n].astype(np.float64), win_gate.mean(1)
 
 
 def denoise_array(model, x, sfreq, *, gated=True, highpass=True):
@@ -129,9 +158,17 @@ def denoise_array(model, x, sfreq, *, gated=True, highpass=True):
             f"{model.n_times / 2 / model.sfreq:.2f} s."
         )
     removed, _ = _denoise_rows(model, sig, gated)
-    back = _resample(removed, model.sfreq, sfreq)
-    back = _fit_length(back, x.shape[-1])
-    return x - back
+    return x - _resample_back(removed, model.sfreq, sfreq, x.shape[-1])
+
+
+def _resample_back(removed, src, dst, n):
+    """The removed signal back at the recording's rate, (n_rows, n); rows the gate never opened
+    on are exactly zero and are not resampled."""
+    out = np.zeros((removed.shape[0], n))
+    rows = np.flatnonzero(np.any(removed != 0, axis=1))
+    if len(rows):
+        out[rows] = _fit_length(_resample(removed[rows], src, dst), n)
+    return out
 
 
 def _fit_length(a, n):
@@ -200,7 +237,7 @@ def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
 
 
 def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
-                   edit_ratio=0.3, bad_ratio=0.9, problems=None):
+                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True):
     """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
 
     Parameters
@@ -217,6 +254,9 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         A 1 s span is annotated ``EDITED_<ART>`` when, on any channel, the removed signal's RMS exceeds
         ``edit_ratio`` x the (high-passed) input's RMS there, and ``BAD_<ART>`` (beyond repair) when it
         exceeds ``bad_ratio`` x (the artifact dominated so much that little of the EEG was left).
+    gated : bool
+        Use each model's gate (the transformer runs only on windows it flags); ``False`` runs the
+        transformer on every window (slower; for comparisons).
 
     Returns
     -------
@@ -267,8 +307,8 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         for m in models:
             hp = _highpass(eeg, sf, m.l_freq)
             sig = _resample(hp, sf, m.sfreq)
-            removed, gfrac = _denoise_rows(m, sig)
-            back = _fit_length(_resample(removed, m.sfreq, sf), eeg.shape[1])
+            removed, gfrac = _denoise_rows(m, sig, gated)
+            back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
             eeg = eeg - back
             gate[m.artifact].append(float(gfrac.mean()))
             kept_r, kept_h = back[:, k0:k1], hp[:, k0:k1]
@@ -320,7 +360,8 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         "annotated_seconds": spans,
         "n_annotations_added": len(onsets),
         "gate_fraction": {art: float(np.mean(g)) if g else 0.0 for art, g in gate.items()},
-        "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "n_parameters": m.n_parameters()}
+        "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "tau_hi": float(getattr(m.net, "tau_hi", 2.0)),
+                    "n_parameters": m.n_parameters()}
                    for m in models if hasattr(m, "net")],
         "problems": list(problems or []),
     }

@@ -66,7 +66,16 @@ logger = logging.getLogger("neurodecode")
 __all__ = ["HVEEGNet", "QCScores", "match_channels", "CHANNELS_1020"]
 
 # per-channel quantities computed for each window (see HVEEGNet.channel_features)
-FEATURES = ("error", "kl", "kl_peak")
+RESIDUAL_FEATURES = ("res_low", "res_high", "res_ratio", "res_jump", "res_burst")
+FEATURES = ("error", "kl", "kl_peak") + RESIDUAL_FEATURES
+# quantities that are anomalous in both directions (too little information or too little residual
+# relative to the input is a flat or dead channel); the others only count when too high
+TWO_SIDED = ("kl", "kl_peak", "res_ratio")
+DEFAULT_SCORE_FEATURES = RESIDUAL_FEATURES
+# residual bands (Hz): slow (drift, steps) and fast (line noise, muscle); 1 s windows give 1 Hz bins
+LOW_BAND_HZ = 3.0
+HIGH_BAND_HZ = 40.0
+BURST_S = 0.0625  # moving window of the residual-energy peak (8 samples at 128 Hz): spikes, pops
 
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
@@ -309,7 +318,7 @@ class HVEEGNet(nn.Module):
         threshold_quantile=0.99,
         reference="recording",
         min_reference_windows=30,
-        score_features=("kl", "kl_peak"),
+        score_features=DEFAULT_SCORE_FEATURES,
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -326,10 +335,12 @@ class HVEEGNet(nn.Module):
         )
         check_option("reference", reference, ("recording", "training"))
         self.reference, self.min_reference_windows = reference, int(min_reference_windows)
-        allowed = FEATURES if hierarchical else FEATURES[:1]  # vEEGNet has no per-channel latent
+        # vEEGNet has no per-channel latent: no KL features, and its residual features use its
+        # only reconstruction
+        self.feature_names = list(FEATURES) if hierarchical else ["error"] + list(RESIDUAL_FEATURES)
         for f in score_features:
             check_option("score_features", f, FEATURES)
-        self.score_features = [f for f in allowed if f in score_features] or ["error"]
+        self.score_features = [f for f in self.feature_names if f in score_features] or ["error"]
         self.config["score_features"] = list(self.score_features)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)
@@ -365,12 +376,13 @@ class HVEEGNet(nn.Module):
         # stride-1 transposed convs give T + (k + 1) % 2 samples with this padding; cropped to T
         self.final_layer = nn.ConvTranspose2d(F1, 1, (1, kernel_length), padding=(0, (kernel_length - 1) // 2), bias=False)
         # calibration, filled by ``calibrate`` and saved with the weights
-        nf = len(FEATURES) if self.hierarchical else 1
+        nf = len(self.feature_names)
         self.register_buffer("channel_median", torch.zeros(n_chans, nf))
         self.register_buffer("channel_iqr", torch.ones(n_chans, nf))
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.input_scale_uv = float(input_scale_uv)
         self.threshold_quantile = float(threshold_quantile)
+        self._keep_coarse = False
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -414,12 +426,19 @@ class HVEEGNet(nn.Module):
             kl.append(k1.flatten(1).sum(1))
             per_sample = k1.sum(1)  # (B, C, T): level-1 information per channel and sample
             self._last_kl1 = (per_sample.sum(-1), per_sample.amax(-1))
+            if self._keep_coarse:
+                # the decoder's own prediction of level 1 from the deeper levels (prior mean,
+                # no per-channel detail from the encoder): what the spatially pooled latents
+                # explain of each channel
+                self._last_coarse = self.final_layer(self._coarse_d)[:, 0, :, : self.n_times] * self.input_scale_uv
         recon = self.final_layer(d)[:, 0, :, : self.n_times] * self.input_scale_uv
         return recon, kl
 
     def _residual_level(self, d, h, prior_net, post_net, z_in, sample):
         """One upper latent level: prior from the decoder, posterior = prior shifted by the encoder."""
         mu_p, lv_p = prior_net(d).chunk(2, dim=1)
+        if prior_net is getattr(self, "p1", None) and self._keep_coarse:
+            self._coarse_d = d + z_in(mu_p)
         dmu, dlv = post_net(torch.cat((h, d), dim=1)).chunk(2, dim=1)
         lv_p, dlv = lv_p.clamp(-12, 8), dlv.clamp(-12, 8)
         # KL(N(mu_p + dmu, s_p^2 e^dlv) || N(mu_p, s_p^2)) in closed form (NVAE eq. 2)
@@ -453,8 +472,43 @@ class HVEEGNet(nn.Module):
 
     @property
     def n_features(self):
-        """Per-channel features computed: soft-DTW error, plus two level-1 KL summaries when hierarchical."""
-        return len(FEATURES) if self.hierarchical else 1
+        """Number of per-channel features computed (see :attr:`feature_names`)."""
+        return len(self.feature_names)
+
+    def residual_features(self, x, pred):
+        """Per-channel summaries of the residual ``x - pred``.
+
+        Parameters
+        ----------
+        x, pred : ndarray, shape (n_windows, n_chans, n_times), uV
+
+        Returns
+        -------
+        ndarray, shape (n_windows, n_chans, 5)
+            In the order of :data:`RESIDUAL_FEATURES`, all natural logs of energies (uV^2) or
+            amplitudes (uV): ``res_low`` residual energy below 3 Hz (drift, steps), ``res_high``
+            above 40 Hz (line noise, muscle), ``res_ratio`` residual energy over input energy (a
+            flat channel has almost no energy of its own but the prediction from its neighbours
+            does), ``res_jump`` largest sample-to-sample jump of the residual (pops, clipping
+            edges), ``res_burst`` largest residual energy in a 62.5 ms moving window (spikes).
+        """
+        from scipy.ndimage import uniform_filter1d
+
+        x, pred = np.asarray(x, np.float64), np.asarray(pred, np.float64)
+        res = x - pred
+        eps = 1e-3
+        power = np.abs(np.fft.rfft(res, axis=-1)) ** 2
+        freqs = np.fft.rfftfreq(res.shape[-1], 1.0 / self.sfreq)
+        energy = (res ** 2).sum(-1)
+        burst = max(int(round(BURST_S * self.sfreq)), 1)
+        out = [
+            np.log(power[..., freqs < LOW_BAND_HZ].sum(-1) + eps),
+            np.log(power[..., freqs >= HIGH_BAND_HZ].sum(-1) + eps),
+            np.log(energy + eps) - np.log((x ** 2).sum(-1) + eps),
+            np.log(np.abs(np.diff(res, axis=-1)).max(-1) + eps),
+            np.log(uniform_filter1d(res ** 2, burst, axis=-1).max(-1) + eps),
+        ]
+        return np.stack(out, -1)
 
     @torch.no_grad()
     def channel_features(self, windows, batch_size=64):
@@ -467,17 +521,29 @@ class HVEEGNet(nn.Module):
         Returns
         -------
         features : ndarray, shape (n_windows, n_chans, n_features)
-            ``[..., 0]``: soft-DTW reconstruction error per sample (uV^2), as in the paper.
-            ``[..., 1]`` (hvEEGNet only): KL divergence of the level-1 latent summed over that
+            Columns named by :attr:`feature_names`:
+            ``error``: soft-DTW reconstruction error per sample (uV^2), as in the paper.
+            ``kl`` (hvEEGNet only): KL divergence of the level-1 latent summed over that
             channel's latent maps and time, i.e. how much information about the channel the
             encoder had to pass beyond what the decoder predicted from the deeper levels.
-            ``[..., 2]`` (hvEEGNet only): the largest per-sample value of that KL over time, which
+            ``kl_peak`` (hvEEGNet only): the largest per-sample value of that KL over time, which
             a short transient (a 40 ms spike is 5 of 128 samples) raises far more than the sum.
+            ``res_*``: :meth:`residual_features` of the input against the coarse prediction
+            (hvEEGNet: level 1 at its prior mean, i.e. decoded from levels 2-3 only; vEEGNet:
+            its only reconstruction).
         recon : ndarray, shape (n_windows, n_chans, n_times)
+            The full reconstruction (all levels at their posterior means).
         """
+        feats, recs, _ = self._features(windows, batch_size)
+        return feats, recs
+
+    @torch.no_grad()
+    def _features(self, windows, batch_size=64):
+        """:meth:`channel_features` plus the coarse prediction, shape (n_windows, n_chans, n_times)."""
         was = self.training
         self.eval()
-        feats, recs = [], []
+        self._keep_coarse = True
+        feats, recs, coarse = [], [], []
         try:
             for i in range(0, len(windows), batch_size):
                 x = torch.as_tensor(np.asarray(windows[i:i + batch_size]), dtype=torch.float32)
@@ -485,13 +551,19 @@ class HVEEGNet(nn.Module):
                 b, c, t = x.shape
                 e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
                 f = [e] + (list(self._last_kl1) if self.hierarchical else [])
-                feats.append(torch.stack(f, -1).numpy())
+                pred = self._last_coarse if self.hierarchical else r
+                f = torch.stack(f, -1).numpy().astype(np.float64)
+                feats.append(np.concatenate([f, self.residual_features(x.numpy(), pred.numpy())], -1))
                 recs.append(r.numpy())
+                coarse.append(pred.numpy())
         finally:
+            self._keep_coarse = False
+            self._last_coarse = self._coarse_d = None
             self.train(was)
         if not feats:
-            return np.zeros((0, self.n_chans, self.n_features)), np.zeros((0, self.n_chans, self.n_times))
-        return np.concatenate(feats), np.concatenate(recs)
+            empty = np.zeros((0, self.n_chans, self.n_times))
+            return np.zeros((0, self.n_chans, self.n_features)), empty, empty
+        return np.concatenate(feats), np.concatenate(recs), np.concatenate(coarse)
 
     def channel_errors(self, windows, batch_size=64):
         """Soft-DTW reconstruction error per sample, shape (n_windows, n_chans), and the reconstruction."""
@@ -506,23 +578,26 @@ class HVEEGNet(nn.Module):
         ``features`` itself, which adapts to a recording's overall amplitude and stays valid
         while a minority of its windows are corrupted (fewer than ``min_reference_windows``
         windows fall back to training). The reconstruction error counts when too high; the
-        level-1 KL in both directions (too little information is a flat or dead channel). A
-        channel's score is the largest of these. A 2-D input is read as the error alone.
+        features in :data:`TWO_SIDED` (the level-1 KL, the residual-to-input ratio) in both
+        directions (too little information or residual is a flat or dead channel). A channel's
+        score is the largest of these. A 2-D input is read as the error alone.
         """
         features = np.asarray(features)
         if features.ndim == 2:
             features = features[..., None]
         nf = features.shape[-1]
         # a 2-D input (the error alone) is scored as such, whatever ``score_features`` says
-        use = [FEATURES.index(f) for f in self.score_features if FEATURES.index(f) < nf] if nf > 1 else [0]
+        names = self.feature_names if nf > 1 else ["error"]
+        use = [names.index(f) for f in self.score_features] if nf > 1 else [0]
         if reference == "recording" and len(features) >= self.min_reference_windows:
             q25, med, q75 = np.percentile(features, [25, 50, 75], axis=0)
             iqr = np.maximum(q75 - q25, 1e-6)
         else:
             med, iqr = self.channel_median.numpy()[:, :nf], self.channel_iqr.numpy()[:, :nf]
         z = (features - med) / iqr
-        if nf > 1:
-            z[..., 1:] = np.abs(z[..., 1:])  # the KL summaries count in both directions
+        for i, name in enumerate(names):
+            if name in TWO_SIDED:
+                z[..., i] = np.abs(z[..., i])
         return z[..., use].max(-1)
 
     def calibrate(self, windows, groups=None, batch_size=64):
@@ -751,7 +826,7 @@ class HVEEGNet(nn.Module):
         out = QCScores(
             onsets=np.concatenate(onsets), durations=np.concatenate(durs), scores=ch_scores.max(1),
             channel_errors=feats[..., 0], channel_scores=ch_scores,
-            channel_kl=feats[..., 1] if feats.shape[-1] > 1 else None, ch_names=list(self.ch_names),
+            channel_kl=feats[..., 1] if self.hierarchical else None, ch_names=list(self.ch_names),
             threshold=float(self.threshold.item()), interpolated=interp,
         )
         if return_recon:

@@ -20,20 +20,25 @@ summed over channels and averaged over the batch, plus the sum of the KL terms
 
 Quality control
 ---------------
-``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz). For each
-window and channel it computes the soft-DTW reconstruction error per sample (the paper's
-measure) and two summaries of the level-1 KL divergence of that channel: its sum over time
-(how much information about the channel had to bypass the deeper levels) and its largest
-per-sample value (short transients). A model that reconstructs EEG this well also reconstructs
-most artifacts, so the error alone misses many of them, while the information an artifact costs
-shows up in the KL (high for spikes, steps and bursts, low for a flat channel). Each quantity
-becomes a robust z-score per channel (median and IQR over the recording's own windows by
-default, ``reference="recording"``; the KL summaries count in both directions); a window's score
-is the largest over channels and over the quantities in ``score_features`` (default: the two KL
-summaries, chosen on the validation subject), so one bad channel is enough. ``annotate`` marks
-windows above a threshold set to a quantile (``threshold_quantile``, 0.99 in the shipped weights)
-of the scores of the training recordings computed the same way. The vEEGNet ablation has no
-per-channel latent and scores the error alone.
+``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz), taken as
+recorded: demeaned, in uV, no filtering, so drifts, steps and line noise reach the score intact.
+A model that reconstructs EEG this well also reconstructs most artifacts through its finest,
+per-channel latent level, so the paper's reconstruction error misses many of them. The score
+therefore compares each recorded window with the model's *coarse prediction*: the decoder's
+output when the level-1 latent is set to its prior mean, i.e. what the deeper, spatially pooled
+levels explain of each channel. Channel-local or non-EEG-like content (a flat or popping
+electrode, clipping, mains pickup, muscle, a spike) is what that prediction cannot produce. Per
+window and channel, five summaries of that residual are computed (:meth:`residual_features`:
+energy below 3 Hz and above 40 Hz, energy relative to the input, largest jump, largest 62.5 ms
+burst), alongside the soft-DTW error of the full reconstruction (the paper's measure) and two
+summaries of the level-1 KL. Each quantity becomes a robust z-score per channel (median and IQR
+over the recording's own windows by default, ``reference="recording"``; the quantities in
+:data:`TWO_SIDED` count in both directions); a window's score is the largest over channels and
+over the quantities in ``score_features`` (default: the five residual summaries, chosen on the
+validation subject), so one bad channel is enough. ``annotate`` marks windows above a threshold
+set to a quantile (``threshold_quantile``, 0.99 in the shipped weights) of the scores of the
+training recordings computed the same way. The vEEGNet ablation has a single latent level; its
+residual summaries use its only reconstruction.
 
 Channel-set policy
 ------------------
@@ -196,11 +201,11 @@ class QCScores:
     durations : ndarray, shape (n_windows,)
         Window length in seconds.
     scores : ndarray, shape (n_windows,)
-        Anomaly score (largest standardised channel error); above ``threshold`` is flagged.
+        Anomaly score (largest standardised channel quantity); above ``threshold`` is flagged.
     channel_errors : ndarray, shape (n_windows, n_chans)
         Soft-DTW reconstruction error per sample (uV^2) for each model channel.
     channel_scores : ndarray, shape (n_windows, n_chans)
-        Robust z-scores of the error and of the level-1 KL, per channel (see ``HVEEGNet._standardise``).
+        Per channel, the largest robust z-score of the ``score_features`` (see ``HVEEGNet._standardise``).
     ch_names : list of str
         Model channel names (columns of the two arrays above).
     threshold : float
@@ -338,10 +343,7 @@ class HVEEGNet(nn.Module):
         # vEEGNet has no per-channel latent: no KL features, and its residual features use its
         # only reconstruction
         self.feature_names = list(FEATURES) if hierarchical else ["error"] + list(RESIDUAL_FEATURES)
-        for f in score_features:
-            check_option("score_features", f, FEATURES)
-        self.score_features = [f for f in self.feature_names if f in score_features] or ["error"]
-        self.config["score_features"] = list(self.score_features)
+        self.set_score_features(score_features)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
@@ -383,6 +385,16 @@ class HVEEGNet(nn.Module):
         self.input_scale_uv = float(input_scale_uv)
         self.threshold_quantile = float(threshold_quantile)
         self._keep_coarse = False
+
+    def set_score_features(self, features):
+        """Choose the per-channel quantities that enter the score (kept in the saved config).
+
+        The threshold is not recomputed: call :meth:`calibrate` afterwards.
+        """
+        for f in features:
+            check_option("score_features", f, FEATURES)
+        self.score_features = [f for f in self.feature_names if f in features] or ["error"]
+        self.config["score_features"] = list(self.score_features)
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -721,19 +733,21 @@ class HVEEGNet(nn.Module):
         w = w - w.mean(-1, keepdims=True)
         return w.astype(np.float32)
 
-    def windows_at(self, raw, onsets_s, *, missing="raise", max_interpolated=3):
+    def windows_at(self, raw, onsets_s, *, missing="raise", max_interpolated=3, coarse=False):
         """Input and reconstruction of the windows starting at ``onsets_s`` (seconds from the first sample).
 
         Returns
         -------
         windows, recon : ndarray, shape (n, n_chans, n_times), uV
+        coarse : ndarray, shape (n, n_chans, n_times), only with ``coarse=True``
+            The coarse prediction the residual features compare the input with.
         """
         picks, _, mat = self._picked(raw, missing, max_interpolated)
         starts = np.round(np.asarray(onsets_s) * self.sfreq).astype(int)
         w = np.concatenate([self._raw_windows(raw, picks, mat, [s]) for s in starts]) if len(starts) else \
             np.zeros((0, self.n_chans, self.n_times), np.float32)
-        _, r = self.channel_errors(w)
-        return w, r
+        _, r, c = self._features(w)
+        return (w, r, c) if coarse else (w, r)
 
     # ------------------------------------------------------------------ public QC API
     def score(self, inst, *, missing="raise", max_interpolated=3, chunk_s=60.0, batch_size=64, return_recon=False):

@@ -285,6 +285,11 @@ class HVEEGNet(nn.Module):
         Soft-DTW smoothing.
     alpha, beta : float
         Weights of the reconstruction and KL terms.
+    coarse_weight : float
+        Weight of an extra reconstruction term for the coarse prediction (level 1 at its prior
+        mean; not in the paper, 0 keeps the paper's loss). Without it the finest level carries
+        nearly everything and the deeper levels predict little of the signal; the quality score
+        compares the input with that coarse prediction (see :meth:`residual_features`).
     input_scale_uv : float
         Inputs (in uV, demeaned per window) are divided by this before the network and
         outputs multiplied back, so the loss stays in uV as in the paper.
@@ -320,6 +325,7 @@ class HVEEGNet(nn.Module):
         alpha=1.0,
         beta=1.0,
         input_scale_uv=20.0,
+        coarse_weight=0.0,
         threshold_quantile=0.99,
         reference="recording",
         min_reference_windows=30,
@@ -337,6 +343,7 @@ class HVEEGNet(nn.Module):
             latent_channels=list(latent_channels), hierarchical=bool(hierarchical), dropout=dropout,
             gamma=gamma, alpha=alpha, beta=beta, input_scale_uv=input_scale_uv,
             threshold_quantile=threshold_quantile, reference=reference, min_reference_windows=min_reference_windows,
+            coarse_weight=float(coarse_weight),
         )
         check_option("reference", reference, ("recording", "training"))
         self.reference, self.min_reference_windows = reference, int(min_reference_windows)
@@ -461,6 +468,9 @@ class HVEEGNet(nn.Module):
     def loss(self, x, recon_loss="soft_dtw"):
         """Paper loss: ``alpha * soft-DTW per channel (summed) + beta * sum of KL``, batch mean.
 
+        With ``coarse_weight > 0`` (hierarchical only), ``coarse_weight * alpha`` times the same
+        reconstruction term of the coarse prediction is added (deep supervision of levels 2-3).
+
         Parameters
         ----------
         x : Tensor, shape (batch, n_chans, n_times)
@@ -473,14 +483,27 @@ class HVEEGNet(nn.Module):
         total, recon, kl : Tensor (scalars)
         """
         check_option("recon_loss", recon_loss, ("soft_dtw", "sse"))
-        recon_x, kl = self(x)
+        coarse_w = self.config["coarse_weight"] if self.hierarchical else 0.0
+        self._keep_coarse = coarse_w > 0
+        try:
+            recon_x, kl = self(x)
+            coarse = self._last_coarse if coarse_w > 0 else None
+        finally:
+            self._keep_coarse = False
+            self._last_coarse = self._coarse_d = None
         b, c, t = x.shape
-        if recon_loss == "sse":
-            rec = (x - recon_x).pow(2).sum((1, 2)).mean()
-        else:
-            rec = soft_dtw(x.reshape(b * c, t), recon_x.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
+
+        def rec_term(y):
+            if recon_loss == "sse":
+                return (x - y).pow(2).sum((1, 2)).mean()
+            return soft_dtw(x.reshape(b * c, t), y.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
+
+        rec = rec_term(recon_x)
         kl_total = torch.stack(kl).sum(0).mean()
-        return self.alpha * rec + self.beta * kl_total, rec, kl_total
+        total = self.alpha * rec + self.beta * kl_total
+        if coarse is not None:
+            total = total + coarse_w * self.alpha * rec_term(coarse)
+        return total, rec, kl_total
 
     @property
     def n_features(self):

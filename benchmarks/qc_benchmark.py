@@ -185,7 +185,7 @@ def main(argv=None):
     potato = Potato(threshold=3).fit(cov.transform(train.astype(np.float64)))
     potato_rec = {r: Potato(threshold=3).fit(cov.transform(test[rec_ids == r].astype(np.float64))) for r in np.unique(rec_ids)}
 
-    scores, recon_all, sdtw_all = {}, {}, {}
+    scores, recon_all, sdtw_all, coarse_all = {}, {}, {}, {}
 
     def z_from(feats, ref, names, use):
         """Robust z per channel and feature against ``ref``; two-sided where the model says; max over ``use``."""
@@ -206,7 +206,7 @@ def main(argv=None):
     res = list(RESIDUAL_FEATURES)
     for name, m in models.items():
         names = m.feature_names
-        f_all, rec_all, _ = m._features(test, batch_size=64)  # every held-out window: recording statistics
+        f_all, rec_all, coarse_all[name] = m._features(test, batch_size=64)  # every held-out window: recording statistics
         recon_all[name] = rec_all
         sdtw_all[name] = f_all[..., 0]  # soft-DTW per sample, computed by the model's own scoring
         # ablation: the same residual features against the full reconstruction
@@ -263,13 +263,15 @@ def main(argv=None):
               + " | ".join(f"{np.mean(by_kind[k] > thr):.3f}" for k in KINDS) + " |")
 
     print(f"\nReconstruction fidelity on all {len(test)} held-out windows (S{args.test_subjects})\n")
-    print("| model | parameters | Pearson r mean | r median | share of channel-windows r >= 0.9 | soft-DTW / sample (uV^2) | RMSE (uV) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | parameters | Pearson r mean | r median | share of channel-windows r >= 0.9 | soft-DTW / sample (uV^2) | RMSE (uV) | coarse prediction: r mean | its RMSE (uV) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m in models.items():
         corr, rmse = fidelity(test, recon_all[name])
+        c_corr, c_rmse = fidelity(test, coarse_all[name])
         sd = sdtw_all[name]
         n_par = sum(p.numel() for p in m.parameters())
-        print(f"| {name} | {n_par} | {corr.mean():.3f} | {np.median(corr):.3f} | {np.mean(corr >= 0.9):.3f} | {sd.mean():.1f} | {rmse:.2f} |")
+        print(f"| {name} | {n_par} | {corr.mean():.3f} | {np.median(corr):.3f} | {np.mean(corr >= 0.9):.3f} | {sd.mean():.1f} | {rmse:.2f} "
+              f"| {c_corr.mean():.3f} | {c_rmse:.2f} |")
     spec = np.abs(np.fft.rfft(clean, axis=-1)) * 2 / clean.shape[-1]
     freqs = np.fft.rfftfreq(clean.shape[-1], 1 / ref.sfreq)
     line = spec[..., (freqs >= 58) & (freqs <= 62)].max(-1).max(-1)

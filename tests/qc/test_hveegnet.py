@@ -216,3 +216,18 @@ def test_residual_features_see_flat_line_noise_step_and_spike():
     # untouched channels and windows keep their values
     np.testing.assert_allclose(f[:, :4], clean[:, :4])
     np.testing.assert_allclose(f[0], clean[0])
+
+
+def test_coarse_weight_adds_the_coarse_reconstruction_term():
+    torch.manual_seed(0)
+    x = torch.randn(4, 19, 128) * 20
+    plain = HVEEGNet(coarse_weight=0.0).eval()
+    deep = HVEEGNet(coarse_weight=1.0).eval()
+    deep.load_state_dict(plain.state_dict())
+    t0, r0, k0 = plain.loss(x, recon_loss="sse")
+    t1, r1, k1 = deep.loss(x, recon_loss="sse")
+    assert torch.allclose(r0, r1) and torch.allclose(k0, k1)  # same network, same paper terms
+    _, _, coarse = deep._features(x.numpy())
+    extra = ((x - torch.as_tensor(coarse, dtype=torch.float32)) ** 2).sum((1, 2)).mean()
+    assert torch.allclose(t1 - t0, extra, rtol=1e-4)
+    assert deep.config["coarse_weight"] == 1.0 and not deep._keep_coarse

@@ -16,7 +16,9 @@ the deepest latent: that is the plain vEEGNet ablation.
 
 Loss: soft-DTW between each channel of the input and of the reconstruction (1-D sequences),
 summed over channels and averaged over the batch, plus the sum of the KL terms
-(``alpha * recon + beta * KL``, alpha = beta = 1 in the paper).
+(``alpha * recon + beta * KL``, alpha = beta = 1 in the paper). ``coarse_weight > 0`` adds the
+same reconstruction term for the coarse prediction (see below); not in the paper, used to fine-tune
+the shipped weights so that the deeper levels predict the signal.
 
 Quality control
 ---------------

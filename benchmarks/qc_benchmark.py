@@ -7,18 +7,25 @@ every drawn window, and AUROC separates the clean copies from the corrupted ones
 
 Detectors (all see the same windows):
 - hvEEGNet: per channel, robust z-scores (against that channel's values over the window's whole
-  recording; KL features two-sided) of the features of ``HVEEGNet.channel_features``: "error"
-  (soft-DTW reconstruction error), "kl" (level-1 KL summed over time), "kl_peak" (its largest
-  per-sample value); the window's score is the largest over channels and the listed features.
-  "default" marks the model's ``score_features`` (chosen on the validation subject S008 with
-  ``--test-subjects 8``). Also: the default against the clean-training statistics, and the paper's
+  recording; ``TWO_SIDED`` features in both directions) of the features of
+  ``HVEEGNet.channel_features``; the window's score is the largest over channels and the listed
+  features. "coarse residual" = the five ``res_*`` features: the recorded window against the
+  model's coarse prediction (level-1 latent at its prior mean, i.e. decoded from the deeper,
+  spatially pooled levels). "default" marks the model's ``score_features`` (chosen on the
+  validation subject S008 with ``--test-subjects 8``). Ablations: each residual feature alone; the
+  same five features against the full reconstruction; the level-1 KL features (the previous
+  default); the soft-DTW "error"; the default against the clean-training statistics; the paper's
   plain channel mean of the error.
-- vEEGNet (single-latent ablation, no per-channel latent): the error alone, and the channel mean.
+- vEEGNet (single-latent ablation): the same residual features against its only reconstruction,
+  the error, and the channel mean of the error.
 - peak-to-peak: MNE ``annotate_amplitude`` style. "peak": largest channel peak-to-peak;
   "peak+flat": largest |log(ptp / median ptp of that channel)| (catches flat channels too),
   with the median from training windows or from the window's own recording.
 - Riemannian potato (pyriemann ``Potato``, OAS covariances, z-scored distance), fitted on the
   training windows, or on each whole test recording (its usual adaptive use).
+
+Corruptions are added to the windows as recorded (uV, no filtering), and every detector scores
+them at that scale.
 
 Recording statistics come from all windows of the uncorrupted recording (three 2 min runs per
 held-out subject); in real use the recording also holds its corrupted windows, which a median
@@ -38,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurodecode.artifacts.hveegnet import FEATURES, HVEEGNet
+from neurodecode.artifacts.hveegnet import RESIDUAL_FEATURES, TWO_SIDED, HVEEGNet
 from neurodecode.training.hveegnet_system import eegmmidb_windows
 from neurodecode.utils import data_dir
 
@@ -90,9 +97,10 @@ def corrupt(w, kind, rng, sfreq, emg):
         lim = np.quantile(np.abs(y), rng.uniform(0.6, 0.8))
         x[ch] = np.clip(y, -lim, lim)
     elif kind == "line_noise":
+        # mains picked up through a degraded electrode contact: tens of uV on 1-4 electrodes
         env = _taper(t, rng, int(0.3 * sfreq), int(0.8 * sfreq), t)
-        amps = rng.uniform(5, 20, size=(c, 1))
-        x += amps * env * np.sin(2 * np.pi * LINE_HZ * tt + rng.uniform(0, 2 * np.pi))
+        for k in rng.choice(c, int(rng.integers(1, 5)), replace=False):
+            x[k] += rng.uniform(20, 50) * env * np.sin(2 * np.pi * LINE_HZ * tt + rng.uniform(0, 2 * np.pi))
     elif kind == "drift":
         for k in rng.choice(c, 3, replace=False):
             f, amp = rng.uniform(0.2, 0.5), rng.uniform(30, 100)
@@ -177,33 +185,52 @@ def main(argv=None):
     potato = Potato(threshold=3).fit(cov.transform(train.astype(np.float64)))
     potato_rec = {r: Potato(threshold=3).fit(cov.transform(test[rec_ids == r].astype(np.float64))) for r in np.unique(rec_ids)}
 
-    scores, recon_all, sdtw_all = {}, {}, {}
-    def z_from(feats, ref, use):
-        """Robust z per channel and feature against ``ref``; KL features two-sided; max over ``use``."""
+    scores, recon_all, sdtw_all, coarse_all = {}, {}, {}, {}
+
+    def z_from(feats, ref, names, use):
+        """Robust z per channel and feature against ``ref``; two-sided where the model says; max over ``use``."""
         q25, med, q75 = np.percentile(ref, [25, 50, 75], axis=0)
         z = (feats - med) / np.maximum(q75 - q25, 1e-6)
-        z[..., 1:] = np.abs(z[..., 1:])
-        return z[..., use].max(-1)
+        for i, n in enumerate(names):
+            if n in TWO_SIDED:
+                z[..., i] = np.abs(z[..., i])
+        return z[..., [names.index(u) for u in use]].max(-1)
 
-    variants = [("error",), ("kl",), ("kl_peak",), ("error", "kl"), ("error", "kl_peak"), ("kl", "kl_peak"),
-                ("error", "kl", "kl_peak")]
+    def recording_z(f, f_ref, names, use):
+        z = np.empty(f.shape[:2])
+        for r in np.unique(clean_rec):
+            sel = clean_rec == r
+            z[sel] = z_from(f[sel], f_ref[rec_ids == r], names, use)
+        return z.max(1)
+
+    res = list(RESIDUAL_FEATURES)
     for name, m in models.items():
-        f_all, rec_all = m.channel_features(test, batch_size=64)  # every held-out window: recording statistics
+        names = m.feature_names
+        f_all, rec_all, coarse_all[name] = m._features(test, batch_size=64)  # every held-out window: recording statistics
         recon_all[name] = rec_all
         sdtw_all[name] = f_all[..., 0]  # soft-DTW per sample, computed by the model's own scoring
-        default = tuple(m.score_features)
+        # ablation: the same residual features against the full reconstruction
+        full_all = m.residual_features(test, rec_all) if m.hierarchical else None
+        variants = [("coarse residual" if m.hierarchical else "residual", res)]
+        if m.hierarchical:
+            variants += [(f"{v} only", [v]) for v in res] + [("kl + kl_peak", ["kl", "kl_peak"])]
+        variants += [("error", ["error"])]
         for kind, w in sets.items():
-            f = f_all[idx] if kind == "clean" else m.channel_features(w, batch_size=64)[0]
-            for var in variants if m.hierarchical else variants[:1]:
-                use = [FEATURES.index(v) for v in var]
-                z = np.empty(f.shape[:2])
-                for r in np.unique(clean_rec):
-                    sel = clean_rec == r
-                    z[sel] = z_from(f[sel], f_all[rec_ids == r], use)
-                tag = " + ".join(var) + ", recording ref." + (", default" if var == default else "")
-                scores.setdefault(f"{name} ({tag})", {})[kind] = z.max(1)
+            if kind == "clean":
+                f, recon = f_all[idx], rec_all[idx]
+            else:
+                f, recon, _ = m._features(w, batch_size=64)
+            for label, use in variants:
+                tag = label + ", recording ref." + (", default" if use == list(m.score_features) else "")
+                scores.setdefault(f"{name} ({tag})", {})[kind] = recording_z(f, f_all, names, use)
             if m.hierarchical:
-                scores.setdefault(f"{name} ({' + '.join(default)}, training ref.)", {})[kind] = m._standardise(f, "training").max(1)
+                w_kind = clean if kind == "clean" else w
+                full = np.concatenate([f[..., :3], m.residual_features(w_kind, recon)], -1)
+                full_ref = np.concatenate([f_all[..., :3], full_all], -1)
+                scores.setdefault(f"{name} (residual of the full reconstruction, recording ref.)", {})[kind] = \
+                    recording_z(full, full_ref, names, res)
+                scores.setdefault(f"{name} ({' + '.join(m.score_features)}, training ref.)", {})[kind] = \
+                    m._standardise(f, "training").max(1)
             scores.setdefault(f"{name} (channel-mean error, as in the paper)", {})[kind] = f[..., 0].mean(1)
     for kind, w in sets.items():
         ptp = np.maximum(np.ptp(w, axis=-1), 1e-6)
@@ -230,19 +257,21 @@ def main(argv=None):
     print("| model | clean held-out | " + " | ".join(KINDS) + " |")
     print("|---" * (len(KINDS) + 2) + "|")
     for name, m in models.items():
-        by_kind = scores[f"{name} ({' + '.join(m.score_features)}, recording ref., default)"]
+        by_kind = next(v for k, v in scores.items() if k.startswith(name + " (") and k.endswith("recording ref., default)"))
         thr = float(m.threshold)
         print(f"| {name} (thr {thr:.2f}) | {np.mean(by_kind['clean'] > thr):.3f} | "
               + " | ".join(f"{np.mean(by_kind[k] > thr):.3f}" for k in KINDS) + " |")
 
     print(f"\nReconstruction fidelity on all {len(test)} held-out windows (S{args.test_subjects})\n")
-    print("| model | parameters | Pearson r mean | r median | share of channel-windows r >= 0.9 | soft-DTW / sample (uV^2) | RMSE (uV) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | parameters | Pearson r mean | r median | share of channel-windows r >= 0.9 | soft-DTW / sample (uV^2) | RMSE (uV) | coarse prediction: r mean | its RMSE (uV) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, m in models.items():
         corr, rmse = fidelity(test, recon_all[name])
+        c_corr, c_rmse = fidelity(test, coarse_all[name])
         sd = sdtw_all[name]
         n_par = sum(p.numel() for p in m.parameters())
-        print(f"| {name} | {n_par} | {corr.mean():.3f} | {np.median(corr):.3f} | {np.mean(corr >= 0.9):.3f} | {sd.mean():.1f} | {rmse:.2f} |")
+        print(f"| {name} | {n_par} | {corr.mean():.3f} | {np.median(corr):.3f} | {np.mean(corr >= 0.9):.3f} | {sd.mean():.1f} | {rmse:.2f} "
+              f"| {c_corr.mean():.3f} | {c_rmse:.2f} |")
     spec = np.abs(np.fft.rfft(clean, axis=-1)) * 2 / clean.shape[-1]
     freqs = np.fft.rfftfreq(clean.shape[-1], 1 / ref.sfreq)
     line = spec[..., (freqs >= 58) & (freqs <= 62)].max(-1).max(-1)

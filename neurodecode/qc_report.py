@@ -25,13 +25,13 @@ def _score_figure(scores):
     if np.isfinite(scores.threshold):
         ax.axhline(scores.threshold, color="crimson", ls="--", lw=1, label=f"threshold {scores.threshold:.2f}")
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("score (robust z of soft-DTW error)")
+    ax.set_ylabel("score (largest channel robust z)")
     ax.set_yscale("symlog")
     ax.legend(loc="upper right", fontsize=8)
     return fig
 
 
-def _overlay_figure(window, recon, scores_row, ch_names, sfreq, onset, n_channels=4):
+def _overlay_figure(window, recon, scores_row, ch_names, sfreq, onset, n_channels=4, coarse=None):
     import matplotlib.pyplot as plt
 
     order = np.argsort(scores_row)[::-1][:n_channels]
@@ -40,6 +40,8 @@ def _overlay_figure(window, recon, scores_row, ch_names, sfreq, onset, n_channel
     for ax, c in zip(np.atleast_1d(axes), order):
         ax.plot(t, window[c], color="k", lw=0.9, label="input")
         ax.plot(t, recon[c], color="tab:orange", lw=0.9, label="hvEEGNet reconstruction")
+        if coarse is not None:
+            ax.plot(t, coarse[c], color="tab:blue", lw=0.9, ls="--", label="coarse prediction (scored)")
         ax.set_ylabel(f"{ch_names[c]}\n(uV)", fontsize=8)
         ax.set_title(f"{ch_names[c]}: channel score {scores_row[c]:.2f}", fontsize=8, loc="left")
     np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7)
@@ -89,14 +91,15 @@ def qc_report(path, scores, model, raw, *, title="hvEEGNet quality control", n_w
     plt.close(fig)
     worst = np.argsort(scores.scores)[::-1][:n_worst]
     if len(worst):
-        w, r = model.windows_at(raw, scores.onsets[worst], missing=missing)
+        w, r, c = model.windows_at(raw, scores.onsets[worst], missing=missing, coarse=True)
         for k, i in enumerate(worst):
-            fig = _overlay_figure(w[k], r[k], scores.channel_scores[i], scores.ch_names, model.sfreq, scores.onsets[i])
+            fig = _overlay_figure(w[k], r[k], scores.channel_scores[i], scores.ch_names, model.sfreq, scores.onsets[i],
+                                  coarse=c[k])
             flag = "flagged" if scores.flagged[i] else "not flagged"
             report.add_figure(
                 fig, title=f"Window at {scores.onsets[i]:.1f} s (score {scores.scores[i]:.2f}, {flag})",
-                caption="Input (black) and reconstruction (orange) of the channels with the largest errors; "
-                "model rate, demeaned per window.",
+                caption="Input (black), full reconstruction (orange) and the coarse prediction the score compares "
+                "the input with (blue, dashed) on the channels with the highest scores; model rate, demeaned per window.",
             )
             plt.close(fig)
     with atomic_path(path, overwrite=overwrite) as tmp:

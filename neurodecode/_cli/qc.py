@@ -19,7 +19,7 @@ def register(app):
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
     ):
-        """Score every 1 s window with hvEEGNet's reconstruction error and flag the corrupted ones."""
+        """Score every 1 s window against hvEEGNet's prediction of it and flag the corrupted ones."""
         from ..artifacts.hveegnet import HVEEGNet
         from ..io import read_raw, write_raw
         from ..utils import UsageError

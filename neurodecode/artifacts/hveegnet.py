@@ -16,24 +16,31 @@ the deepest latent: that is the plain vEEGNet ablation.
 
 Loss: soft-DTW between each channel of the input and of the reconstruction (1-D sequences),
 summed over channels and averaged over the batch, plus the sum of the KL terms
-(``alpha * recon + beta * KL``, alpha = beta = 1 in the paper).
+(``alpha * recon + beta * KL``, alpha = beta = 1 in the paper). ``coarse_weight > 0`` adds the
+same reconstruction term for the coarse prediction (see below); not in the paper, used to fine-tune
+the shipped weights so that the deeper levels predict the signal.
 
 Quality control
 ---------------
-``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz). For each
-window and channel it computes the soft-DTW reconstruction error per sample (the paper's
-measure) and two summaries of the level-1 KL divergence of that channel: its sum over time
-(how much information about the channel had to bypass the deeper levels) and its largest
-per-sample value (short transients). A model that reconstructs EEG this well also reconstructs
-most artifacts, so the error alone misses many of them, while the information an artifact costs
-shows up in the KL (high for spikes, steps and bursts, low for a flat channel). Each quantity
-becomes a robust z-score per channel (median and IQR over the recording's own windows by
-default, ``reference="recording"``; the KL summaries count in both directions); a window's score
-is the largest over channels and over the quantities in ``score_features`` (default: the two KL
-summaries, chosen on the validation subject), so one bad channel is enough. ``annotate`` marks
-windows above a threshold set to a quantile (``threshold_quantile``, 0.99 in the shipped weights)
-of the scores of the training recordings computed the same way. The vEEGNet ablation has no
-per-channel latent and scores the error alone.
+``score`` cuts a recording into non-overlapping 1 s windows (at the model's 128 Hz), taken as
+recorded: demeaned, in uV, no filtering, so drifts, steps and line noise reach the score intact.
+A model that reconstructs EEG this well also reconstructs most artifacts through its finest,
+per-channel latent level, so the paper's reconstruction error misses many of them. The score
+therefore compares each recorded window with the model's *coarse prediction*: the decoder's
+output when the level-1 latent is set to its prior mean, i.e. what the deeper, spatially pooled
+levels explain of each channel. Channel-local or non-EEG-like content (a flat or popping
+electrode, clipping, mains pickup, muscle, a spike) is what that prediction cannot produce. Per
+window and channel, five summaries of that residual are computed (:meth:`residual_features`:
+energy below 3 Hz and above 40 Hz, energy relative to the input, largest jump, largest 62.5 ms
+burst), alongside the soft-DTW error of the full reconstruction (the paper's measure) and two
+summaries of the level-1 KL. Each quantity becomes a robust z-score per channel (median and IQR
+over the recording's own windows by default, ``reference="recording"``; the quantities in
+:data:`TWO_SIDED` count in both directions); a window's score is the largest over channels and
+over the quantities in ``score_features`` (default: the five residual summaries, chosen on the
+validation subject), so one bad channel is enough. ``annotate`` marks windows above a threshold
+set to a quantile (``threshold_quantile``, 0.99 in the shipped weights) of the scores of the
+training recordings computed the same way. The vEEGNet ablation has a single latent level; its
+residual summaries use its only reconstruction.
 
 Channel-set policy
 ------------------
@@ -66,7 +73,16 @@ logger = logging.getLogger("neurodecode")
 __all__ = ["HVEEGNet", "QCScores", "match_channels", "CHANNELS_1020"]
 
 # per-channel quantities computed for each window (see HVEEGNet.channel_features)
-FEATURES = ("error", "kl", "kl_peak")
+RESIDUAL_FEATURES = ("res_low", "res_high", "res_ratio", "res_jump", "res_burst")
+FEATURES = ("error", "kl", "kl_peak") + RESIDUAL_FEATURES
+# quantities that are anomalous in both directions (too little information or too little residual
+# relative to the input is a flat or dead channel); the others only count when too high
+TWO_SIDED = ("kl", "kl_peak", "res_ratio")
+DEFAULT_SCORE_FEATURES = RESIDUAL_FEATURES
+# residual bands (Hz): slow (drift, steps) and fast (line noise, muscle); 1 s windows give 1 Hz bins
+LOW_BAND_HZ = 3.0
+HIGH_BAND_HZ = 40.0
+BURST_S = 0.0625  # moving window of the residual-energy peak (8 samples at 128 Hz): spikes, pops
 
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
@@ -187,11 +203,11 @@ class QCScores:
     durations : ndarray, shape (n_windows,)
         Window length in seconds.
     scores : ndarray, shape (n_windows,)
-        Anomaly score (largest standardised channel error); above ``threshold`` is flagged.
+        Anomaly score (largest standardised channel quantity); above ``threshold`` is flagged.
     channel_errors : ndarray, shape (n_windows, n_chans)
         Soft-DTW reconstruction error per sample (uV^2) for each model channel.
     channel_scores : ndarray, shape (n_windows, n_chans)
-        Robust z-scores of the error and of the level-1 KL, per channel (see ``HVEEGNet._standardise``).
+        Per channel, the largest robust z-score of the ``score_features`` (see ``HVEEGNet._standardise``).
     ch_names : list of str
         Model channel names (columns of the two arrays above).
     threshold : float
@@ -271,6 +287,11 @@ class HVEEGNet(nn.Module):
         Soft-DTW smoothing.
     alpha, beta : float
         Weights of the reconstruction and KL terms.
+    coarse_weight : float
+        Weight of an extra reconstruction term for the coarse prediction (level 1 at its prior
+        mean; not in the paper, 0 keeps the paper's loss). Without it the finest level carries
+        nearly everything and the deeper levels predict little of the signal; the quality score
+        compares the input with that coarse prediction (see :meth:`residual_features`).
     input_scale_uv : float
         Inputs (in uV, demeaned per window) are divided by this before the network and
         outputs multiplied back, so the loss stays in uV as in the paper.
@@ -306,10 +327,11 @@ class HVEEGNet(nn.Module):
         alpha=1.0,
         beta=1.0,
         input_scale_uv=20.0,
+        coarse_weight=0.0,
         threshold_quantile=0.99,
         reference="recording",
         min_reference_windows=30,
-        score_features=("kl", "kl_peak"),
+        score_features=DEFAULT_SCORE_FEATURES,
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -323,14 +345,14 @@ class HVEEGNet(nn.Module):
             latent_channels=list(latent_channels), hierarchical=bool(hierarchical), dropout=dropout,
             gamma=gamma, alpha=alpha, beta=beta, input_scale_uv=input_scale_uv,
             threshold_quantile=threshold_quantile, reference=reference, min_reference_windows=min_reference_windows,
+            coarse_weight=float(coarse_weight),
         )
         check_option("reference", reference, ("recording", "training"))
         self.reference, self.min_reference_windows = reference, int(min_reference_windows)
-        allowed = FEATURES if hierarchical else FEATURES[:1]  # vEEGNet has no per-channel latent
-        for f in score_features:
-            check_option("score_features", f, FEATURES)
-        self.score_features = [f for f in allowed if f in score_features] or ["error"]
-        self.config["score_features"] = list(self.score_features)
+        # vEEGNet has no per-channel latent: no KL features, and its residual features use its
+        # only reconstruction
+        self.feature_names = list(FEATURES) if hierarchical else ["error"] + list(RESIDUAL_FEATURES)
+        self.set_score_features(score_features)
         self.n_chans, self.n_times, self.sfreq, self.ch_names = n_chans, n_times, float(sfreq), ch_names
         self.hierarchical = bool(hierarchical)
         self.gamma, self.alpha, self.beta = gamma, alpha, beta
@@ -365,12 +387,23 @@ class HVEEGNet(nn.Module):
         # stride-1 transposed convs give T + (k + 1) % 2 samples with this padding; cropped to T
         self.final_layer = nn.ConvTranspose2d(F1, 1, (1, kernel_length), padding=(0, (kernel_length - 1) // 2), bias=False)
         # calibration, filled by ``calibrate`` and saved with the weights
-        nf = len(FEATURES) if self.hierarchical else 1
+        nf = len(self.feature_names)
         self.register_buffer("channel_median", torch.zeros(n_chans, nf))
         self.register_buffer("channel_iqr", torch.ones(n_chans, nf))
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.input_scale_uv = float(input_scale_uv)
         self.threshold_quantile = float(threshold_quantile)
+        self._keep_coarse = False
+
+    def set_score_features(self, features):
+        """Choose the per-channel quantities that enter the score (kept in the saved config).
+
+        The threshold is not recomputed: call :meth:`calibrate` afterwards.
+        """
+        for f in features:
+            check_option("score_features", f, FEATURES)
+        self.score_features = [f for f in self.feature_names if f in features] or ["error"]
+        self.config["score_features"] = list(self.score_features)
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -414,12 +447,19 @@ class HVEEGNet(nn.Module):
             kl.append(k1.flatten(1).sum(1))
             per_sample = k1.sum(1)  # (B, C, T): level-1 information per channel and sample
             self._last_kl1 = (per_sample.sum(-1), per_sample.amax(-1))
+            if self._keep_coarse:
+                # the decoder's own prediction of level 1 from the deeper levels (prior mean,
+                # no per-channel detail from the encoder): what the spatially pooled latents
+                # explain of each channel
+                self._last_coarse = self.final_layer(self._coarse_d)[:, 0, :, : self.n_times] * self.input_scale_uv
         recon = self.final_layer(d)[:, 0, :, : self.n_times] * self.input_scale_uv
         return recon, kl
 
     def _residual_level(self, d, h, prior_net, post_net, z_in, sample):
         """One upper latent level: prior from the decoder, posterior = prior shifted by the encoder."""
         mu_p, lv_p = prior_net(d).chunk(2, dim=1)
+        if prior_net is getattr(self, "p1", None) and self._keep_coarse:
+            self._coarse_d = d + z_in(mu_p)
         dmu, dlv = post_net(torch.cat((h, d), dim=1)).chunk(2, dim=1)
         lv_p, dlv = lv_p.clamp(-12, 8), dlv.clamp(-12, 8)
         # KL(N(mu_p + dmu, s_p^2 e^dlv) || N(mu_p, s_p^2)) in closed form (NVAE eq. 2)
@@ -429,6 +469,9 @@ class HVEEGNet(nn.Module):
 
     def loss(self, x, recon_loss="soft_dtw"):
         """Paper loss: ``alpha * soft-DTW per channel (summed) + beta * sum of KL``, batch mean.
+
+        With ``coarse_weight > 0`` (hierarchical only), ``coarse_weight * alpha`` times the same
+        reconstruction term of the coarse prediction is added (deep supervision of levels 2-3).
 
         Parameters
         ----------
@@ -442,19 +485,67 @@ class HVEEGNet(nn.Module):
         total, recon, kl : Tensor (scalars)
         """
         check_option("recon_loss", recon_loss, ("soft_dtw", "sse"))
-        recon_x, kl = self(x)
+        coarse_w = self.config["coarse_weight"] if self.hierarchical else 0.0
+        self._keep_coarse = coarse_w > 0
+        try:
+            recon_x, kl = self(x)
+            coarse = self._last_coarse if coarse_w > 0 else None
+        finally:
+            self._keep_coarse = False
+            self._last_coarse = self._coarse_d = None
         b, c, t = x.shape
-        if recon_loss == "sse":
-            rec = (x - recon_x).pow(2).sum((1, 2)).mean()
-        else:
-            rec = soft_dtw(x.reshape(b * c, t), recon_x.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
+
+        def rec_term(y):
+            if recon_loss == "sse":
+                return (x - y).pow(2).sum((1, 2)).mean()
+            return soft_dtw(x.reshape(b * c, t), y.reshape(b * c, t), self.gamma).reshape(b, c).sum(1).mean()
+
+        rec = rec_term(recon_x)
         kl_total = torch.stack(kl).sum(0).mean()
-        return self.alpha * rec + self.beta * kl_total, rec, kl_total
+        total = self.alpha * rec + self.beta * kl_total
+        if coarse is not None:
+            total = total + coarse_w * self.alpha * rec_term(coarse)
+        return total, rec, kl_total
 
     @property
     def n_features(self):
-        """Per-channel features computed: soft-DTW error, plus two level-1 KL summaries when hierarchical."""
-        return len(FEATURES) if self.hierarchical else 1
+        """Number of per-channel features computed (see :attr:`feature_names`)."""
+        return len(self.feature_names)
+
+    def residual_features(self, x, pred):
+        """Per-channel summaries of the residual ``x - pred``.
+
+        Parameters
+        ----------
+        x, pred : ndarray, shape (n_windows, n_chans, n_times), uV
+
+        Returns
+        -------
+        ndarray, shape (n_windows, n_chans, 5)
+            In the order of :data:`RESIDUAL_FEATURES`, all natural logs of energies (uV^2) or
+            amplitudes (uV): ``res_low`` residual energy below 3 Hz (drift, steps), ``res_high``
+            above 40 Hz (line noise, muscle), ``res_ratio`` residual energy over input energy (a
+            flat channel has almost no energy of its own but the prediction from its neighbours
+            does), ``res_jump`` largest sample-to-sample jump of the residual (pops, clipping
+            edges), ``res_burst`` largest residual energy in a 62.5 ms moving window (spikes).
+        """
+        from scipy.ndimage import uniform_filter1d
+
+        x, pred = np.asarray(x, np.float64), np.asarray(pred, np.float64)
+        res = x - pred
+        eps = 1e-3
+        power = np.abs(np.fft.rfft(res, axis=-1)) ** 2
+        freqs = np.fft.rfftfreq(res.shape[-1], 1.0 / self.sfreq)
+        energy = (res ** 2).sum(-1)
+        burst = max(int(round(BURST_S * self.sfreq)), 1)
+        out = [
+            np.log(power[..., freqs < LOW_BAND_HZ].sum(-1) + eps),
+            np.log(power[..., freqs >= HIGH_BAND_HZ].sum(-1) + eps),
+            np.log(energy + eps) - np.log((x ** 2).sum(-1) + eps),
+            np.log(np.abs(np.diff(res, axis=-1)).max(-1) + eps),
+            np.log(uniform_filter1d(res ** 2, burst, axis=-1).max(-1) + eps),
+        ]
+        return np.stack(out, -1)
 
     @torch.no_grad()
     def channel_features(self, windows, batch_size=64):
@@ -467,17 +558,29 @@ class HVEEGNet(nn.Module):
         Returns
         -------
         features : ndarray, shape (n_windows, n_chans, n_features)
-            ``[..., 0]``: soft-DTW reconstruction error per sample (uV^2), as in the paper.
-            ``[..., 1]`` (hvEEGNet only): KL divergence of the level-1 latent summed over that
+            Columns named by :attr:`feature_names`:
+            ``error``: soft-DTW reconstruction error per sample (uV^2), as in the paper.
+            ``kl`` (hvEEGNet only): KL divergence of the level-1 latent summed over that
             channel's latent maps and time, i.e. how much information about the channel the
             encoder had to pass beyond what the decoder predicted from the deeper levels.
-            ``[..., 2]`` (hvEEGNet only): the largest per-sample value of that KL over time, which
+            ``kl_peak`` (hvEEGNet only): the largest per-sample value of that KL over time, which
             a short transient (a 40 ms spike is 5 of 128 samples) raises far more than the sum.
+            ``res_*``: :meth:`residual_features` of the input against the coarse prediction
+            (hvEEGNet: level 1 at its prior mean, i.e. decoded from levels 2-3 only; vEEGNet:
+            its only reconstruction).
         recon : ndarray, shape (n_windows, n_chans, n_times)
+            The full reconstruction (all levels at their posterior means).
         """
+        feats, recs, _ = self._features(windows, batch_size)
+        return feats, recs
+
+    @torch.no_grad()
+    def _features(self, windows, batch_size=64):
+        """:meth:`channel_features` plus the coarse prediction, shape (n_windows, n_chans, n_times)."""
         was = self.training
         self.eval()
-        feats, recs = [], []
+        self._keep_coarse = True
+        feats, recs, coarse = [], [], []
         try:
             for i in range(0, len(windows), batch_size):
                 x = torch.as_tensor(np.asarray(windows[i:i + batch_size]), dtype=torch.float32)
@@ -485,13 +588,19 @@ class HVEEGNet(nn.Module):
                 b, c, t = x.shape
                 e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
                 f = [e] + (list(self._last_kl1) if self.hierarchical else [])
-                feats.append(torch.stack(f, -1).numpy())
+                pred = self._last_coarse if self.hierarchical else r
+                f = torch.stack(f, -1).numpy().astype(np.float64)
+                feats.append(np.concatenate([f, self.residual_features(x.numpy(), pred.numpy())], -1))
                 recs.append(r.numpy())
+                coarse.append(pred.numpy())
         finally:
+            self._keep_coarse = False
+            self._last_coarse = self._coarse_d = None
             self.train(was)
         if not feats:
-            return np.zeros((0, self.n_chans, self.n_features)), np.zeros((0, self.n_chans, self.n_times))
-        return np.concatenate(feats), np.concatenate(recs)
+            empty = np.zeros((0, self.n_chans, self.n_times))
+            return np.zeros((0, self.n_chans, self.n_features)), empty, empty
+        return np.concatenate(feats), np.concatenate(recs), np.concatenate(coarse)
 
     def channel_errors(self, windows, batch_size=64):
         """Soft-DTW reconstruction error per sample, shape (n_windows, n_chans), and the reconstruction."""
@@ -506,23 +615,26 @@ class HVEEGNet(nn.Module):
         ``features`` itself, which adapts to a recording's overall amplitude and stays valid
         while a minority of its windows are corrupted (fewer than ``min_reference_windows``
         windows fall back to training). The reconstruction error counts when too high; the
-        level-1 KL in both directions (too little information is a flat or dead channel). A
-        channel's score is the largest of these. A 2-D input is read as the error alone.
+        features in :data:`TWO_SIDED` (the level-1 KL, the residual-to-input ratio) in both
+        directions (too little information or residual is a flat or dead channel). A channel's
+        score is the largest of these. A 2-D input is read as the error alone.
         """
         features = np.asarray(features)
         if features.ndim == 2:
             features = features[..., None]
         nf = features.shape[-1]
         # a 2-D input (the error alone) is scored as such, whatever ``score_features`` says
-        use = [FEATURES.index(f) for f in self.score_features if FEATURES.index(f) < nf] if nf > 1 else [0]
+        names = self.feature_names if nf > 1 else ["error"]
+        use = [names.index(f) for f in self.score_features] if nf > 1 else [0]
         if reference == "recording" and len(features) >= self.min_reference_windows:
             q25, med, q75 = np.percentile(features, [25, 50, 75], axis=0)
             iqr = np.maximum(q75 - q25, 1e-6)
         else:
             med, iqr = self.channel_median.numpy()[:, :nf], self.channel_iqr.numpy()[:, :nf]
         z = (features - med) / iqr
-        if nf > 1:
-            z[..., 1:] = np.abs(z[..., 1:])  # the KL summaries count in both directions
+        for i, name in enumerate(names):
+            if name in TWO_SIDED:
+                z[..., i] = np.abs(z[..., i])
         return z[..., use].max(-1)
 
     def calibrate(self, windows, groups=None, batch_size=64):
@@ -646,19 +758,21 @@ class HVEEGNet(nn.Module):
         w = w - w.mean(-1, keepdims=True)
         return w.astype(np.float32)
 
-    def windows_at(self, raw, onsets_s, *, missing="raise", max_interpolated=3):
+    def windows_at(self, raw, onsets_s, *, missing="raise", max_interpolated=3, coarse=False):
         """Input and reconstruction of the windows starting at ``onsets_s`` (seconds from the first sample).
 
         Returns
         -------
         windows, recon : ndarray, shape (n, n_chans, n_times), uV
+        coarse : ndarray, shape (n, n_chans, n_times), only with ``coarse=True``
+            The coarse prediction the residual features compare the input with.
         """
         picks, _, mat = self._picked(raw, missing, max_interpolated)
         starts = np.round(np.asarray(onsets_s) * self.sfreq).astype(int)
         w = np.concatenate([self._raw_windows(raw, picks, mat, [s]) for s in starts]) if len(starts) else \
             np.zeros((0, self.n_chans, self.n_times), np.float32)
-        _, r = self.channel_errors(w)
-        return w, r
+        _, r, c = self._features(w)
+        return (w, r, c) if coarse else (w, r)
 
     # ------------------------------------------------------------------ public QC API
     def score(self, inst, *, missing="raise", max_interpolated=3, chunk_s=60.0, batch_size=64, return_recon=False):
@@ -751,7 +865,7 @@ class HVEEGNet(nn.Module):
         out = QCScores(
             onsets=np.concatenate(onsets), durations=np.concatenate(durs), scores=ch_scores.max(1),
             channel_errors=feats[..., 0], channel_scores=ch_scores,
-            channel_kl=feats[..., 1] if feats.shape[-1] > 1 else None, ch_names=list(self.ch_names),
+            channel_kl=feats[..., 1] if self.hierarchical else None, ch_names=list(self.ch_names),
             threshold=float(self.threshold.item()), interpolated=interp,
         )
         if return_recon:

@@ -184,7 +184,7 @@ def _build(config_path):
     return init, yaml.safe_load(Path(config_path).read_text())
 
 
-def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None):
+def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None, init_weights=None):
     """Train from a pipeline YAML, keep the best-validation weights, calibrate, save safetensors.
 
     Returns
@@ -199,6 +199,18 @@ def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None):
     init, raw_cfg = _build(config_path)
     seed_everything(init.seed_everything)
     system, dm = init.model, init.data
+    if init_weights is not None:
+        # fine-tune: start from the network weights of a saved model (same architecture)
+        from ..utils import read_safetensors
+
+        state, _ = read_safetensors(init_weights, what="hvEEGNet weights")
+        net = {k: v for k, v in state.items() if k not in ("channel_median", "channel_iqr", "threshold")}
+        missing, unexpected = system.model.load_state_dict(net, strict=False)
+        if unexpected or set(missing) - {"channel_median", "channel_iqr", "threshold"}:
+            raise InputFileError(
+                f"{init_weights}: does not match the configured architecture "
+                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})."
+            )
     dm.setup_for(system.model)
     trainer_kw = dict(init.trainer)
     if max_epochs is not None:
@@ -219,6 +231,7 @@ def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None):
         "best_val_loss": float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan"),
         "epochs": trainer.current_epoch, "wall_s": round(time.time() - t0, 1), "seed": init.seed_everything,
         "threshold": float(model.threshold), "config_file": str(config_path),
+        "init_weights": str(init_weights) if init_weights is not None else None,
     }
     model.save_pretrained(out, metadata={"training": __import__("json").dumps(info)}, overwrite=overwrite)
     return model, info
@@ -232,6 +245,8 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--log-dir", default=None, help="Lightning log folder (default results/hveegnet)")
+    p.add_argument("--init-weights", default=None, metavar="WEIGHTS",
+                   help="Start from the network weights of WEIGHTS (fine-tuning) instead of a random init.")
     p.add_argument("--calibrate-only", default=None, metavar="WEIGHTS",
                    help="Do not train: load WEIGHTS, recalibrate on the config's training subjects, save to --out.")
     args = p.parse_args(argv)
@@ -243,18 +258,22 @@ def main(argv=None):
 
         init, _ = _build(args.config)
         model = HVEEGNet.from_pretrained(args.calibrate_only)
+        # the score's features are part of the calibration: take them from the config
+        model.set_score_features(init.model.model.score_features)
         x, groups = eegmmidb_windows(model, init.data.train_subjects, init.data.runs)
         model.calibrate(x, groups=groups)
         with safe_open(str(args.calibrate_only), framework="pt") as f:
             meta = dict(f.metadata() or {})
         info = json.loads(meta.get("training", "{}"))
-        info.update(threshold=float(model.threshold), calibration="recalibrated per recording (reference=%s)" % model.reference)
+        info.update(threshold=float(model.threshold), score_features=list(model.score_features),
+                    calibration="recalibrated per recording (reference=%s)" % model.reference)
         meta["training"] = json.dumps(info)
         meta.pop("config", None), meta.pop("format", None)
         model.save_pretrained(args.out, metadata=meta, overwrite=args.overwrite)
         print(info)
         return
-    _, info = train(args.config, args.out, overwrite=args.overwrite, max_epochs=args.max_epochs, log_dir=args.log_dir)
+    _, info = train(args.config, args.out, overwrite=args.overwrite, max_epochs=args.max_epochs, log_dir=args.log_dir,
+                    init_weights=args.init_weights)
     print(info)
 
 

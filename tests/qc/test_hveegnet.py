@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodecode.artifacts.hveegnet import BAD_DESCRIPTION, CHANNELS_1020, HVEEGNet, match_channels
+from neurodecode.artifacts.hveegnet import BAD_DESCRIPTION, CHANNELS_1020, RESIDUAL_FEATURES, HVEEGNet, match_channels
 from neurodecode.utils import InputFileError
 
 SF = 160.0
@@ -175,15 +175,59 @@ def test_reference_modes_and_grouped_calibration(model):
 
 
 def test_score_features_config():
-    assert HVEEGNet(hierarchical=False).score_features == ["error"]
+    assert HVEEGNet(hierarchical=False, score_features=("kl", "error")).score_features == ["error"]
+    assert HVEEGNet(hierarchical=False).score_features == list(RESIDUAL_FEATURES)  # no KL, same residual score
+    assert HVEEGNet().score_features == list(RESIDUAL_FEATURES)
     hv = HVEEGNet(score_features=("kl_peak", "error"))
-    assert hv.score_features == ["error", "kl_peak"] and hv.n_features == 3
+    assert hv.score_features == ["error", "kl_peak"] and hv.n_features == 8
     with pytest.raises(ValueError, match="'score_features' parameter"):
         HVEEGNet(score_features=("bogus",))
     feats, _ = hv.channel_features(np.random.default_rng(0).normal(0, 20, (3, 19, 128)).astype(np.float32))
-    assert feats.shape == (3, 19, 3)
+    assert feats.shape == (3, 19, 8)
     assert (feats[..., 2] <= feats[..., 1] + 1e-4).all()  # the peak of a non-negative KL is below its sum
     # only the selected features enter the score
     only_error = HVEEGNet(score_features=("error",))
     only_error.load_state_dict(hv.state_dict())
     np.testing.assert_allclose(only_error._standardise(feats), (feats[..., 0] - 0.0) / 1.0)
+    hv.set_score_features(["res_ratio"])
+    assert hv.config["score_features"] == ["res_ratio"]
+
+
+def test_residual_features_see_flat_line_noise_step_and_spike():
+    m = HVEEGNet()
+    rng = np.random.default_rng(0)
+    t = np.arange(128) / 128.0
+    x = np.cumsum(rng.normal(size=(6, 19, 128)), -1)
+    x = (x - x.mean(-1, keepdims=True)) * 3  # smooth, EEG-like
+    pred = x + rng.normal(0, 2, x.shape)  # a prediction that misses only small noise
+    bad = x.copy()
+    bad[1, 4] = rng.normal(0, 0.05, 128)  # flat electrode
+    bad[2, 4] += 30 * np.sin(2 * np.pi * 50 * t)  # 50 Hz mains on one electrode
+    bad[3, 4] += np.where(t > 0.5, 100.0, 0.0)  # a 100 uV step
+    bad[4, 4] += 200 * np.exp(-0.5 * ((t - 0.4) / 0.01) ** 2)  # a 200 uV spike
+    f = m.residual_features(bad, pred)
+    clean = m.residual_features(x, pred)
+    names = list(RESIDUAL_FEATURES)
+    low, high, ratio, jump, burst = (names.index(n) for n in ("res_low", "res_high", "res_ratio", "res_jump", "res_burst"))
+    assert f[1, 4, ratio] > clean[1, 4, ratio] + 5  # residual energy far above the channel's own
+    assert f[2, 4, high] > clean[2, 4, high] + 3
+    assert f[3, 4, low] > clean[3, 4, low] + 3 and f[3, 4, jump] > clean[3, 4, jump] + 2
+    assert f[4, 4, burst] > clean[4, 4, burst] + 3
+    # untouched channels and windows keep their values
+    np.testing.assert_allclose(f[:, :4], clean[:, :4])
+    np.testing.assert_allclose(f[0], clean[0])
+
+
+def test_coarse_weight_adds_the_coarse_reconstruction_term():
+    torch.manual_seed(0)
+    x = torch.randn(4, 19, 128) * 20
+    plain = HVEEGNet(coarse_weight=0.0).eval()
+    deep = HVEEGNet(coarse_weight=1.0).eval()
+    deep.load_state_dict(plain.state_dict())
+    t0, r0, k0 = plain.loss(x, recon_loss="sse")
+    t1, r1, k1 = deep.loss(x, recon_loss="sse")
+    assert torch.allclose(r0, r1) and torch.allclose(k0, k1)  # same network, same paper terms
+    _, _, coarse = deep._features(x.numpy())
+    extra = ((x - torch.as_tensor(coarse, dtype=torch.float32)) ** 2).sum((1, 2)).mean()
+    assert torch.allclose(t1 - t0, extra, rtol=1e-4)
+    assert deep.config["coarse_weight"] == 1.0 and not deep._keep_coarse

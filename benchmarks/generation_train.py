@@ -85,7 +85,7 @@ def main():
     pipe = BrainToImagePipeline(den, sched)
     pipe.set_progress_bar_config(disable=True)
     t0 = time.time()
-    cal = calibrate_pipeline(pipe, embeds, split, seed=a.seed)
+    cal = calibrate_pipeline(pipe, embeds, split, enc, seed=a.seed, cache_dir=a.cache_dir)
     print(f"calibration ({time.time() - t0:.0f} s): {json.dumps(cal.to_dict())}", flush=True)
     out = Path(a.out or Path(__file__).resolve().parents[1] / "neurodecode" / "weights" / f"generation_{a.denoiser}_digits.safetensors")
     meta = {"train_steps": a.steps, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed, "train_seconds": round(train_s),

@@ -115,3 +115,39 @@ def test_autoencoder_must_match_the_denoiser_channels(tmp_path):
                           block_out_channels=(8, 16), attention_head_dim=8, norm_num_groups=4)
     with pytest.raises(UsageError, match="2 latent channels but the denoiser works on 3"):
         BrainToImagePipeline(den, DDIMScheduler(num_train_timesteps=50), vae=vae)
+
+
+def test_latent_yaml_and_reconstruct_cli(tmp_path):
+    import inspect
+    from pathlib import Path
+
+    import yaml
+    from lightning.pytorch.cli import instantiate_class
+
+    from neurodecode.cli import main
+    from neurodecode.training.generation_system import ImageEmbeddingDataModule
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "pipelines" / "generation_latent_digits.yaml").read_text())
+    den = instantiate_class((), cfg["model"]["init_args"]["denoiser"])
+    assert den.config.in_channels == 4 and den.config.sample_size == 4
+    params = inspect.signature(ImageEmbeddingDataModule).parameters
+    assert set(cfg["data"]["init_args"]) <= set(params) and "autoencoder" in cfg["data"]["init_args"]
+
+    folder = _kl(tmp_path)
+    vae = load_autoencoder(folder)
+    torch.manual_seed(0)
+    den = ConditionalUNet(sample_size=8, in_channels=2, cond_dim=6, n_tokens=2, cross_attention_dim=16,
+                          block_out_channels=(8, 16), attention_head_dim=8, norm_num_groups=4).eval()
+    pipe = BrainToImagePipeline(den, DDIMScheduler(num_train_timesteps=50), vae=vae)
+    gen = pipe.save_weights(tmp_path / "latent_gen.safetensors")
+    data = tmp_path / "in.npz"
+    np.savez(data, embeds=np.random.default_rng(0).normal(size=(3, 6)).astype("float32"))
+    args = ["reconstruct", "--decoder", "embeds", "--generator", str(gen), "--input", str(data), "--steps", "3"]
+    with pytest.raises(SystemExit) as exc:
+        main(args + ["-o", str(tmp_path / "out"), "--autoencoder", str(folder)])
+    assert exc.value.code == 0
+    rec = np.load(tmp_path / "out" / "reconstructions.npz")
+    assert any(v.shape[:3] == (3, 16, 16) for v in rec.values())
+    with pytest.raises(SystemExit) as exc:
+        main(args + ["-o", str(tmp_path / "out2")])
+    assert exc.value.code == 2

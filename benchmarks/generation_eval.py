@@ -136,6 +136,7 @@ def main():
     f_iso = isotropic_noise_conditioning(embeds[split == "train"], a.n_ood, seed=a.seed + 8)
     tr_e = embeds[split == "train"]
     mu, sd = tr_e.mean(0), tr_e.std(0)
+    sd = np.maximum(sd, 1e-3 * sd.max() + 1e-8)  # the denoisers' floor for constant dimensions
     for nm, v in (("test embeddings", f_true), ("noise", f_noise), ("isotropic noise", f_iso), ("unseen classes", f_faces)):
         print(f"norms, {nm}: raw {np.linalg.norm(v, axis=1).mean():.2f}, "
               f"standardised {np.linalg.norm((v - mu) / sd, axis=1).mean():.1f}", flush=True)

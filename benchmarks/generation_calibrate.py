@@ -23,10 +23,10 @@ def main():
 
     from neurodecode.generation.pipeline import BrainToImagePipeline
 
-    _, _, embeds, split, _ = load_digits_with_embeddings(a.cache_dir)
+    _, _, embeds, split, enc = load_digits_with_embeddings(a.cache_dir)
     pipe = BrainToImagePipeline.from_weights(a.weights)
     pipe.hallucination_calibrations.clear()
-    cal = calibrate_pipeline(pipe, embeds, split, seed=a.seed)
+    cal = calibrate_pipeline(pipe, embeds, split, enc, seed=a.seed, cache_dir=a.cache_dir)
     print(json.dumps(cal.to_dict()))
     with safe_open(a.weights, framework="pt") as f:
         meta = f.metadata()

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation_common import (ENCODED_SIZE, GUIDANCE, SAMPLING_STEPS, load_digits_with_embeddings, noise_conditioning,
-                               to_model_size)
+from generation_common import (ENCODED_SIZE, GUIDANCE, SAMPLING_STEPS, isotropic_noise_conditioning,
+                               load_digits_with_embeddings, noise_conditioning, to_model_size)
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "neurodecode" / "weights"
 
@@ -133,6 +133,13 @@ def main():
     faces = load_image_set("faces", size=ENCODED_SIZE)
     f_faces = encode_cached(enc, faces.images, cache_dir=a.cache_dir)[: a.n_ood]
     f_noise = noise_conditioning(embeds[split == "train"], a.n_ood, seed=a.seed + 7)
+    f_iso = isotropic_noise_conditioning(embeds[split == "train"], a.n_ood, seed=a.seed + 8)
+    tr_e = embeds[split == "train"]
+    mu, sd = tr_e.mean(0), tr_e.std(0)
+    sd = np.maximum(sd, 1e-3 * sd.max() + 1e-8)  # the denoisers' floor for constant dimensions
+    for nm, v in (("test embeddings", f_true), ("noise", f_noise), ("isotropic noise", f_iso), ("unseen classes", f_faces)):
+        print(f"norms, {nm}: raw {np.linalg.norm(v, axis=1).mean():.2f}, "
+              f"standardised {np.linalg.norm((v - mu) / sd, axis=1).mean():.1f}", flush=True)
 
     kinds = a.kinds.split(",")
     runs = [r for r in (("ANN U-Net", "ann", None), ("Spiking U-Net (T=4)", "spiking", None)) if r[1] in kinds]
@@ -159,18 +166,20 @@ def main():
                 fr = np.array(list(out.firing_rates.values()))
                 print(f"  firing rates: mean {fr.mean():.3f}, min {fr.min():.3f}, max {fr.max():.3f} over {len(fr)} layers")
         s_in = res["encoder embedding"].hallucination_score
-        g = torch.Generator().manual_seed(a.seed + 1)
-        o_noise = pipe(f_noise, a.steps, a.guidance, generator=g, spike_threshold_scale=tg, measure_energy=False)
-        o_faces = pipe(f_faces, a.steps, a.guidance, generator=g, spike_threshold_scale=tg, measure_energy=False)
+        ood = {}
+        for kind, cond in (("noise", f_noise), ("unseen", f_faces), ("iso", f_iso)):
+            g = torch.Generator().manual_seed(a.seed + 1)
+            ood[kind] = pipe(cond, a.steps, a.guidance, generator=g, spike_threshold_scale=tg, measure_energy=False)
         s_dec = res["ridge decoder, simulated EEG"].hallucination_score
         cal = pipe.calibration_for(a.steps)
         stat = cal.statistic if cal is not None else (lambda v: v)
+        flag = lambda o: None if o.hallucinated is None else float(o.hallucinated.mean())  # noqa: E731
+        sc = {k: o.hallucination_score for k, o in ood.items()}
         hrows.append((name, f"{cal.k}, {cal.rule}" if cal else None,
-                      auroc(s_in, o_noise.hallucination_score), auroc(s_in, o_faces.hallucination_score),
-                      auroc(stat(s_in), stat(o_noise.hallucination_score)),
-                      auroc(stat(s_in), stat(o_faces.hallucination_score)),
-                      float(o_noise.hallucinated.mean()) if o_noise.hallucinated is not None else None,
-                      float(o_faces.hallucinated.mean()) if o_faces.hallucinated is not None else None,
+                      auroc(stat(s_in), stat(sc["noise"])), auroc(stat(s_in), stat(sc["unseen"])),
+                      auroc(stat(s_in), stat(sc["iso"])),
+                      flag(res["encoder embedding"]), flag(ood["noise"]), flag(ood["unseen"]), flag(ood["iso"]),
+                      auroc(s_in, sc["noise"]), auroc(-s_in, -sc["noise"]), auroc(s_in, sc["unseen"]),
                       auroc(stat(s_in), stat(s_dec))))
         print(hrows[-1], flush=True)
 
@@ -184,13 +193,14 @@ def main():
         print(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1f} | {r[6]:.3f} | {r[7]:.3f} "
               f"| {r[8]:.3f} | {r[9]:.3f} | {r[10]:.3g} | {r[11]:.3g} | {flag} |")
     print()
-    print(f"Hallucination score (variance of x0 over the last k steps), AUROC, test in-distribution "
-          f"({te.sum()}) vs {a.n_ood} out-of-distribution conditionings; flagged = fraction above the threshold "
-          "calibrated on the calib split")
-    print("| denoiser | k, rule | AUROC vs noise, high-variance rule | AUROC vs unseen classes, high-variance rule "
-          "| AUROC vs noise, calibrated rule | AUROC vs unseen classes, calibrated rule | flagged noise "
-          "| flagged unseen | AUROC encoder vs decoder conditioning, calibrated rule |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"Hallucination score (variance of x0 over the last k steps; k and rule calibrated on the calib split), "
+          f"AUROC, test in-distribution ({te.sum()}) vs {a.n_ood} out-of-distribution conditionings each; "
+          "flagged = fraction above the calibrated threshold")
+    print("| denoiser | k, rule | AUROC vs noise | AUROC vs unseen classes | AUROC vs isotropic noise "
+          "| flagged in-distribution | flagged noise | flagged unseen | flagged isotropic "
+          "| noise, high-variance rule | noise, low-variance rule | unseen, high-variance rule "
+          "| encoder vs decoder conditioning |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for h in hrows:
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {h[0]} | {h[1]} | " + " | ".join(fmt(v) for v in h[2:]) + " |")

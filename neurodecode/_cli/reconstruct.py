@@ -95,6 +95,7 @@ def register(app):
         guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale, 1 = none (default: stored, else 2)."),
         spike_threshold_scale: float = typer.Option(None, "--spike-threshold-scale", help="Threshold-guided sampling (spiking denoiser)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
+        autoencoder: str = typer.Option(None, "--autoencoder", help="Local diffusers autoencoder folder, for generators trained in its latent space."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     ):
         """Reconstruct seen images from brain data; write grids, hallucination scores and an HTML report."""
@@ -113,7 +114,7 @@ def register(app):
         from ..generation_report import write_reconstruction_outputs
 
         gen_path = _resolve_generator(generator)
-        pipe = BrainToImagePipeline.from_weights(gen_path, scheduler=scheduler)
+        pipe = BrainToImagePipeline.from_weights(gen_path, scheduler=scheduler, vae=autoencoder)
         # Defaults follow the weights, so that the stored hallucination calibration applies.
         steps = int(pipe.metadata.get("num_inference_steps", 20)) if steps is None else steps
         guidance = float(pipe.metadata.get("guidance_scale", 2.0)) if guidance is None else guidance

@@ -1,7 +1,8 @@
 """Shared generation backend: conditional diffusion with ANN or spiking denoisers."""
 
 _LAZY = {"BrainToImagePipeline": "pipeline", "BrainToImageOutput": "pipeline", "ConditionalUNet": "unet",
-         "SpikingUNet": "spiking", "calibrate": "hallucination", "OpCounter": "energy"}
+         "SpikingUNet": "spiking", "calibrate": "hallucination", "OpCounter": "energy",
+         "load_autoencoder": "latent"}
 
 
 def __getattr__(name):

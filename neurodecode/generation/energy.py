@@ -11,7 +11,9 @@ How operations are counted, by forward hooks during the real computation:
   propagated: synaptic operations = MACs x measured fraction of ones, each costing ``E_AC`` instead of
   ``E_MAC``. This equals the sum over emitted spikes of their fan-out (up to border effects of padding).
   Because the input tensor covers all SNN steps, the count already includes the time steps.
-* attention products (query x key and weights x value) are real-valued MACs in both denoisers.
+* attention products (query x key and weights x value) are real-valued MACs in both denoisers, and so are
+  the element-wise multiplies of the spiking denoiser's preconditioned output (modules reporting
+  ``last_elementwise_macs``).
 * not counted, as in the convention: normalisations (folded into weights at deployment), TSM scales
   (foldable into per-step weights), activations, residual additions, membrane updates, memory traffic.
   The estimate is therefore a lower bound for both networks and ignores memory access, which STEP
@@ -135,13 +137,21 @@ class OpCounter:
 
         return hook
 
+    def _elementwise_hook(self, name):
+        def hook(mod, args, out):
+            self._add(name, float(mod.last_elementwise_macs))
+
+        return hook
+
     def __enter__(self):
         from diffusers.models.attention_processor import Attention
 
         from .spiking import SpikingCrossAttention
 
         for name, mod in self.model.named_modules():
-            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            if hasattr(mod, "last_elementwise_macs"):
+                self._handles.append(mod.register_forward_hook(self._elementwise_hook(name)))
+            elif isinstance(mod, (nn.Conv2d, nn.Linear)):
                 self._handles.append(mod.register_forward_hook(self._layer_hook(name)))
             elif isinstance(mod, (Attention, SpikingCrossAttention)):
                 self._handles.append(mod.register_forward_hook(self._attention_hook(name), with_kwargs=True))

@@ -9,11 +9,22 @@ The paper's evidence is for 1000-step ancestral DDPM; with few-step samplers (DD
 and the flagging threshold must be re-chosen, so both are calibrated on held-out data per scheduler
 (:func:`calibrate`) and stored with the weights.
 
-Direction. The paper flags *high* variance. With conditioning far from the training data (e.g. noise
-vectors) a conditional model may instead settle *faster* than usual (a featureless image), which a high-
-variance rule misses. The calibration therefore also considers a two-sided rule, the atypicality
-``|log(variance) - median in-distribution log(variance)|``, and keeps whichever rule separates held-out
-in-distribution from out-of-distribution conditioning better; the raw variance is always reported.
+Direction. The paper flags *high* variance. Conditioning of unseen image classes does raise the variance
+here, but conditioning the denoiser barely responds to (e.g. Gaussian vectors with the embeddings'
+per-dimension statistics, which look like the isotropic noise added to the conditioning during training)
+gives a trajectory that settles *faster* than usual, which a high-variance rule misses. The calibration
+therefore chooses among four rules on held-out data:
+
+* ``"high"``: the variance (the paper's rule);
+* ``"low"``: minus the variance;
+* ``"two-sided"``: ``|log(variance) - c|`` with ``c`` the median in-distribution log-variance;
+* ``"band"``: the two-sided distance measured in units of the in-distribution's own tail on each side,
+  ``max((l - c) / (q95 - c), (c - l) / (c - q05))`` with ``l`` the log-variance and ``q05``/``q95`` its
+  held-out in-distribution quantiles, so that a skewed in-distribution spread does not favour one side.
+
+With several kinds of held-out out-of-distribution conditioning, the rule and ``k`` maximise the *worst*
+AUROC over the kinds, so the detector is not tuned to one kind of failure. The raw variance is always
+reported.
 """
 
 from dataclasses import asdict, dataclass
@@ -76,11 +87,14 @@ class HallucinationCalibration:
         Fraction of held-out in-distribution reconstructions above the threshold (by construction).
     validation_auroc : float | None
         AUROC against held-out out-of-distribution conditioning on the calibration split, when given.
-    rule : {"high", "two-sided"}
-        "high": flag variance above ``threshold`` (the paper's rule); "two-sided": flag
-        ``|log(variance) - center|`` above ``threshold``.
+    rule : {"high", "low", "two-sided", "band"}
+        Statistic compared with ``threshold`` (see the module notes).
     center : float | None
-        Median in-distribution log-variance (two-sided rule).
+        Median in-distribution log-variance (two-sided and band rules).
+    spread_low, spread_high : float | None
+        ``center - q05`` and ``q95 - center`` of the in-distribution log-variance (band rule).
+    validation_auroc_per_kind : dict | None
+        Calibration-split AUROC per kind of out-of-distribution conditioning, for the chosen rule and ``k``.
     """
 
     scheduler: str
@@ -91,6 +105,9 @@ class HallucinationCalibration:
     validation_auroc: float | None = None
     rule: str = "high"
     center: float | None = None
+    spread_low: float | None = None
+    spread_high: float | None = None
+    validation_auroc_per_kind: dict | None = None
 
     def to_dict(self):
         return asdict(self)
@@ -100,7 +117,7 @@ class HallucinationCalibration:
 
     def statistic(self, scores):
         """The quantity compared with the threshold, from raw variance scores."""
-        return atypicality(scores, self.center) if self.rule == "two-sided" else np.asarray(scores, float)
+        return rule_statistic(scores, self.rule, self.center, self.spread_low, self.spread_high)
 
     def flag(self, scores):
         return self.statistic(scores) > self.threshold
@@ -111,27 +128,56 @@ def atypicality(scores, center):
     return np.abs(np.log(np.asarray(scores, float) + 1e-20) - center)
 
 
-def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_steps, ks=(2, 3, 5, 10), false_flag_rate=0.05):
-    """Choose ``k`` and the threshold on held-out data.
+RULES = ("high", "low", "two-sided", "band")
 
-    ``k`` and the rule ("high" or "two-sided", see the module notes) maximise the AUROC between
-    in-distribution and out-of-distribution trajectories when the latter are given (otherwise the smallest
-    candidate ``k`` and the paper's "high" rule). The threshold is the ``1 - false_flag_rate`` quantile of
-    the in-distribution statistic, so that about ``false_flag_rate`` of trustworthy reconstructions are
-    flagged.
+
+def rule_statistic(scores, rule, center=None, spread_low=None, spread_high=None):
+    """Map raw variance scores to the statistic of ``rule`` (larger = more suspicious)."""
+    v = np.asarray(scores, float)
+    if rule == "high":
+        return v
+    if rule == "low":
+        return -v
+    if rule == "two-sided":
+        return atypicality(v, center)
+    if rule == "band":
+        d = np.log(v + 1e-20) - center
+        return np.maximum(d / spread_high, -d / spread_low)
+    raise UsageError(f"Invalid hallucination rule {rule!r}: expected one of {', '.join(RULES)}.")
+
+
+def _rule_params(v_in):
+    log_in = np.log(np.asarray(v_in, float) + 1e-20)
+    c = float(np.median(log_in))
+    lo, hi = np.quantile(log_in, [0.05, 0.95])
+    # Floors keep a degenerate (constant) in-distribution spread from dividing by zero.
+    return c, max(c - float(lo), 1e-6), max(float(hi) - c, 1e-6)
+
+
+def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_steps, ks=(2, 3, 5, 10),
+              false_flag_rate=0.05, rules=RULES):
+    """Choose ``k``, the rule and the threshold on held-out data.
+
+    ``k`` and the rule (see the module notes) maximise the worst AUROC over the kinds of held-out
+    out-of-distribution trajectories when some are given (otherwise the smallest candidate ``k`` and the
+    paper's "high" rule). The threshold is the ``1 - false_flag_rate`` quantile of the in-distribution
+    statistic, so that about ``false_flag_rate`` of trustworthy reconstructions are flagged.
 
     Parameters
     ----------
     trajectory_in : array, shape (n_steps, n_in, ...)
         x0 predictions for held-out, in-distribution conditioning.
-    trajectory_out : array, shape (n_steps, n_out, ...) | None
-        x0 predictions for out-of-distribution conditioning on the same held-out split.
+    trajectory_out : array (n_steps, n_out, ...), or dict {kind: array} | None
+        x0 predictions for out-of-distribution conditioning on the same held-out split (never the test
+        split); a dict gives several kinds (e.g. noise vectors and unseen image classes).
     scheduler : str
     num_inference_steps : int
     ks : tuple of int
         Candidate ``k`` (those above the number of steps are skipped).
     false_flag_rate : float
         Target fraction of in-distribution samples flagged, in (0, 1).
+    rules : tuple of str
+        Candidate rules.
 
     Returns
     -------
@@ -139,26 +185,34 @@ def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_st
     """
     if not 0 < false_flag_rate < 1:
         raise UsageError(f"Invalid value for 'false_flag_rate': expected a number in (0, 1), but got {false_flag_rate}.")
+    bad = [r for r in rules if r not in RULES]
+    if bad or not rules:
+        raise UsageError(f"Invalid 'rules' {tuple(rules)}: expected some of {', '.join(RULES)}.")
     n_steps = np.shape(trajectory_in)[0]
     cands = [int(k) for k in ks if 2 <= int(k) <= n_steps]
     if not cands:
         raise UsageError(f"Invalid 'ks': none of {tuple(ks)} lies between 2 and the {n_steps} recorded steps.")
-    best = (cands[0], "high", None)
-    if trajectory_out is not None:
-        for k in cands:
-            v_in, v_out = trajectory_variance(trajectory_in, k), trajectory_variance(trajectory_out, k)
-            c = float(np.median(np.log(v_in + 1e-20)))
-            for rule, auc in (("high", auroc(v_in, v_out)),
-                              ("two-sided", auroc(atypicality(v_in, c), atypicality(v_out, c)))):
-                if best[2] is None or auc > best[2]:
-                    best = (k, rule, auc)
-    k, rule, auc = best
-    v_in = trajectory_variance(trajectory_in, k)
-    center = float(np.median(np.log(v_in + 1e-20)))
+    outs = trajectory_out if isinstance(trajectory_out, dict) else (
+        {} if trajectory_out is None else {"out": trajectory_out})
+    best = (cands[0], "high" if "high" in rules else rules[0], None, None)
+    for k in cands:
+        v_in = trajectory_variance(trajectory_in, k)
+        params = _rule_params(v_in)
+        v_outs = {kind: trajectory_variance(t, k) for kind, t in outs.items()}
+        for rule in rules:
+            stat = lambda v: rule_statistic(v, rule, *params)  # noqa: E731
+            per = {kind: auroc(stat(v_in), stat(v)) for kind, v in v_outs.items()}
+            worst = min(per.values()) if per else None
+            if worst is not None and (best[2] is None or worst > best[2]):
+                best = (k, rule, worst, per)
+    k, rule, auc, per = best
+    c, lo, hi = _rule_params(trajectory_variance(trajectory_in, k))
     cal = HallucinationCalibration(scheduler=scheduler, num_inference_steps=int(num_inference_steps), k=k,
                                    threshold=0.0, false_flag_rate=0.0, validation_auroc=auc, rule=rule,
-                                   center=center if rule == "two-sided" else None)
-    stat = cal.statistic(v_in)
+                                   center=c if rule in ("two-sided", "band") else None,
+                                   spread_low=lo if rule == "band" else None, spread_high=hi if rule == "band" else None,
+                                   validation_auroc_per_kind=per if isinstance(trajectory_out, dict) else None)
+    stat = cal.statistic(trajectory_variance(trajectory_in, k))
     cal.threshold = float(np.quantile(stat, 1 - false_flag_rate))
     cal.false_flag_rate = float((stat > cal.threshold).mean())
     return cal

@@ -73,13 +73,19 @@ class BrainToImagePipeline(DiffusionPipeline):
     scheduler : diffusers scheduler
         DDPM, DDIM or any other epsilon-prediction scheduler of diffusers.
     vae : diffusers autoencoder | None
-        When given, the denoiser works on its latents and images are decoded at the end.
+        ``AutoencoderKL`` or ``AutoencoderTiny`` (see :func:`neurodecode.generation.latent.load_autoencoder`).
+        When given, the denoiser works on its scaled latents and images are decoded at the end; the
+        denoiser's ``in_channels`` must be the latent channels.
     """
 
     model_cpu_offload_seq = "denoiser->vae"
 
     def __init__(self, denoiser, scheduler, vae=None):
         super().__init__()
+        if vae is not None:
+            from .latent import check_autoencoder
+
+            check_autoencoder(vae, denoiser.config)
         self.register_modules(denoiser=denoiser, scheduler=scheduler, vae=vae)
         self.hallucination_calibrations = {}
 
@@ -204,7 +210,9 @@ class BrainToImagePipeline(DiffusionPipeline):
         trajectory = torch.stack(trajectory)
 
         if self.vae is not None:
-            images = self.vae.decode(x / self.vae.config.scaling_factor).sample
+            from .latent import decode_latents
+
+            images = decode_latents(self.vae, x)
         else:
             images = x
         images = (images / 2 + 0.5).clamp(0, 1)
@@ -238,6 +246,12 @@ class BrainToImagePipeline(DiffusionPipeline):
             "scheduler_config": json.dumps(dict(self.scheduler.config)),
             "hallucination": json.dumps([c.to_dict() for c in self.hallucination_calibrations.values()]),
         }
+        if self.vae is not None:
+            from .latent import autoencoder_fingerprint
+
+            # Sampling must decode with the same autoencoder; its fingerprint travels with the weights.
+            meta["autoencoder_class"] = type(self.vae).__name__
+            meta["autoencoder_fingerprint"] = autoencoder_fingerprint(self.vae)
         meta.update({k: str(v) for k, v in (extra_metadata or {}).items()})
         state = {k: v.detach().contiguous().cpu() for k, v in self.denoiser.state_dict().items()}
         if half:
@@ -255,7 +269,8 @@ class BrainToImagePipeline(DiffusionPipeline):
         path : path-like
         scheduler : str or diffusers scheduler | None
             ``"ddim"``/``"ddpm"`` (built from the stored training-noise config) or an instance; default: stored.
-        vae : diffusers autoencoder | None
+        vae : diffusers autoencoder, path of a local autoencoder folder, or None
+            Required for weights trained in latent space (and checked against the stored fingerprint).
         """
         from ..utils import read_safetensors
 
@@ -277,6 +292,17 @@ class BrainToImagePipeline(DiffusionPipeline):
                     f"but got {scheduler!r} instead."
                 )
             scheduler = SCHEDULERS[name].from_config(sched_cfg)
+        if vae is not None or "autoencoder_fingerprint" in meta:
+            from .latent import check_autoencoder, load_autoencoder
+
+            if vae is None:
+                raise UsageError(
+                    f"{path} was trained in the latent space of a {meta['autoencoder_class']}; "
+                    "give that autoencoder (vae=... or --autoencoder DIR)."
+                )
+            if isinstance(vae, (str, Path)):
+                vae = load_autoencoder(vae)
+            check_autoencoder(vae, den.config, meta.get("autoencoder_fingerprint"))
         pipe = cls(den, scheduler, vae=vae)
         for c in json.loads(meta.get("hallucination", "[]")):
             pipe.add_calibration(HallucinationCalibration(**c))

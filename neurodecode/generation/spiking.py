@@ -13,7 +13,12 @@ Follows Spiking Diffusion Models (Cao et al., IEEE TAI 2024, arXiv 2408.16467), 
 * threshold-guided sampling (TG): at inference all thresholds are multiplied by ``threshold_scale``
   slightly below 1 (more excitable) or above 1, without retraining;
 * the output is the mean over SNN steps of the last (spike-driven) convolution's output, i.e. a
-  non-firing read-out of its membrane input.
+  non-firing read-out of its membrane input;
+* optional preconditioned output (``output_skip=True``; our addition, not in SDM): the part of the noise
+  prediction that is a linear function of the noisy input is passed in full precision, and the spikes only
+  carry the rest (see :class:`PreconditionedOutput`). With ``T`` = 4 steps the spike read-out is coarse,
+  and at high noise levels the target is almost the input itself, which a spiking path must otherwise
+  rebuild from spikes.
 
 Neurons are our own multi-step layer (hard reset to 0, arc-tangent surrogate gradient); they record their
 firing rates, which :mod:`neurodecode.generation.energy` turns into synaptic operations.
@@ -211,6 +216,43 @@ class SpikingCrossAttention(nn.Module):
         return x + o
 
 
+class PreconditionedOutput(nn.Module):
+    """Noise prediction ``c_skip(t) x_t + c_out(t) F`` around the spiking network's output ``F``.
+
+    With ``x_t = a x0 + s eps`` (``a = sqrt(alpha_bar_t)``, ``s = sqrt(1 - alpha_bar_t)``) and clean samples of
+    second moment ``sigma_data**2``, the best *linear* estimate of ``eps`` from ``x_t`` is
+    ``s / (a**2 sigma**2 + s**2) * x_t``, and what it leaves unexplained has standard deviation
+    ``a sigma / sqrt(a**2 sigma**2 + s**2)``. Scaling the spiking output by the latter makes the network's
+    target unit-sized at every step (the preconditioning idea of Karras et al., EDM, NeurIPS 2022, written for
+    epsilon prediction). At high noise ``c_out`` -> 0: the spikes' quantisation error no longer reaches the
+    prediction. The cost is two real-valued multiplies per output element, counted as MACs.
+
+    Parameters
+    ----------
+    alphas_cumprod : Tensor, shape (num_train_timesteps,)
+        The training noise schedule.
+    sigma_data : float
+        Root mean square of the clean samples (in the [-1, 1] or latent units the denoiser sees).
+    """
+
+    def __init__(self, alphas_cumprod, sigma_data):
+        super().__init__()
+        ab = alphas_cumprod.double()
+        a2s2 = ab * sigma_data**2
+        s2 = 1 - ab
+        # Not persistent: rebuilt from the config, so weight files carry no copy of the schedule.
+        self.register_buffer("c_skip", (s2.sqrt() / (a2s2 + s2)).float(), persistent=False)
+        self.register_buffer("c_out", (a2s2.sqrt() / (a2s2 + s2).sqrt()).float(), persistent=False)
+        self.last_elementwise_macs = 0
+
+    def forward(self, sample, timestep, f):
+        """sample, f: (B, C, H, W); timestep: (B,) integer steps -> (B, C, H, W)."""
+        t = timestep.long().clamp(0, len(self.c_skip) - 1)
+        view = (-1,) + (1,) * (sample.ndim - 1)
+        self.last_elementwise_macs = 2 * f.numel()
+        return self.c_skip[t].view(view) * sample + self.c_out[t].view(view) * f
+
+
 def timestep_embedding(timesteps, dim):
     """Sinusoidal embedding of diffusion steps, shape (batch, dim)."""
     half = dim // 2
@@ -238,6 +280,12 @@ class SpikingUNet(ModelMixin, ConfigMixin):
         LIF membrane constant; None for integrate-and-fire (SDM's choice).
     threshold : float
         Firing threshold of every neuron.
+    output_skip : bool
+        Preconditioned output (:class:`PreconditionedOutput`); needs the training noise schedule below.
+    sigma_data : float
+        Root mean square of the clean training samples (preconditioned output only).
+    num_train_timesteps, beta_schedule
+        The training noise schedule (diffusers ``DDPMScheduler`` arguments; preconditioned output only).
     """
 
     @register_to_config
@@ -256,6 +304,10 @@ class SpikingUNet(ModelMixin, ConfigMixin):
         time_steps=4,
         tau=None,
         threshold=1.0,
+        output_skip=False,
+        sigma_data=0.5,
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
     ):
         super().__init__()
         chs = tuple(block_out_channels)
@@ -322,6 +374,14 @@ class SpikingUNet(ModelMixin, ConfigMixin):
 
         self.out_lif = LIFNeuron(tau, threshold)
         self.conv_out = TSMConv2d(prev, in_channels, 3, padding=1, time_steps=ts, norm=False)
+        self.precondition = None
+        if output_skip:
+            if not sigma_data > 0:
+                raise UsageError(f"Invalid value for the 'sigma_data' parameter: expected > 0, but got {sigma_data}.")
+            from diffusers import DDPMScheduler
+
+            ab = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule).alphas_cumprod
+            self.precondition = PreconditionedOutput(ab, float(sigma_data))
 
     # ----------------------------------------------------------------------------------------------
     def set_conditioning_stats(self, embeds):
@@ -409,4 +469,7 @@ class SpikingUNet(ModelMixin, ConfigMixin):
                 s = _split(F.interpolate(_merge(s), scale_factor=2.0, mode="nearest"), t_snn)
                 h = level.upsample(s)
 
-        return self.conv_out(self.out_lif(h)).mean(0)
+        f = self.conv_out(self.out_lif(h)).mean(0)
+        if self.precondition is not None:
+            f = self.precondition(sample, timestep, f)
+        return f

@@ -12,6 +12,7 @@ guidance choice) / ``test`` (final numbers only).
 """
 
 import math
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -81,15 +82,25 @@ class GenerationDataModule(L.LightningDataModule):
     batch_size : int
     seed : int
         Seeds the shuffling.
+    autoencoder : str, path or diffusers autoencoder | None
+        Latent-space training: a local ``AutoencoderKL``/``AutoencoderTiny`` folder (or the loaded model);
+        images (with ``channels`` = its input channels) are encoded once to scaled latents, which become
+        the denoiser's training samples (``part(...)["images"]`` then holds latents). Never downloads.
     """
 
-    def __init__(self, images, embeds, split, channels=1, spatial_maps=None, batch_size=64, seed=0):
+    def __init__(self, images, embeds, split, channels=1, spatial_maps=None, batch_size=64, seed=0, autoencoder=None):
         super().__init__()
         if len(images) != len(embeds) or len(images) != len(split):
             raise UsageError(
                 f"images ({len(images)}), embeds ({len(embeds)}) and split ({len(split)}) must have one entry per image."
             )
         self.x = images_to_tensor(images, channels)
+        self.autoencoder = None
+        if autoencoder is not None:
+            from ..generation.latent import encode_latents, load_autoencoder
+
+            self.autoencoder = load_autoencoder(autoencoder) if isinstance(autoencoder, (str, Path)) else autoencoder
+            self.x = encode_latents(self.autoencoder, self.x)
         self.e = torch.as_tensor(np.asarray(embeds), dtype=torch.float32)
         self.maps = None if spatial_maps is None else torch.as_tensor(np.asarray(spatial_maps), dtype=torch.float32)
         self.split = np.asarray(split)
@@ -133,6 +144,11 @@ class GenerationSystem(L.LightningModule):
     warmup_steps : int
     tsm_finetune_fraction : float
         Spiking denoiser only: fraction of the final steps that train only the TSM scales.
+    teacher : nn.Module | None
+        A trained denoiser (e.g. the ANN U-Net) whose noise predictions, on the same noisy inputs and
+        conditioning, are a second target (knowledge distillation; frozen, not saved with this system).
+    distill_weight : float
+        Weight ``w`` of the teacher term: loss = ``(1 - w) * MSE(pred, noise) + w * MSE(pred, teacher)``.
     """
 
     def __init__(
@@ -146,11 +162,27 @@ class GenerationSystem(L.LightningModule):
         weight_decay=0.0,
         warmup_steps=100,
         tsm_finetune_fraction=0.0,
+        teacher=None,
+        distill_weight=0.0,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["denoiser"])
+        self.save_hyperparameters(ignore=["denoiser", "teacher"])
+        if not 0 <= distill_weight <= 1 or (distill_weight > 0 and teacher is None):
+            raise UsageError(
+                f"Invalid value for 'distill_weight': expected a number in [0, 1] (above 0 only with a teacher), "
+                f"but got {distill_weight}."
+            )
         self.denoiser = denoiser
+        # Kept out of the module tree: the teacher is neither trained nor saved in checkpoints.
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule)
+        cfg = getattr(denoiser, "config", {})
+        if cfg.get("output_skip") and (cfg.get("num_train_timesteps"), cfg.get("beta_schedule")) != (
+                num_train_timesteps, beta_schedule):
+            raise UsageError(
+                f"The denoiser's preconditioned output assumes the schedule ({cfg.get('num_train_timesteps')}, "
+                f"{cfg.get('beta_schedule')!r}) but the system trains with ({num_train_timesteps}, {beta_schedule!r})."
+            )
         self._tsm_phase = False
 
     def scheduler_config(self):
@@ -167,8 +199,15 @@ class GenerationSystem(L.LightningModule):
         if self.hparams.cond_noise > 0:
             e = e + self.hparams.cond_noise * self.denoiser.cond_std * torch.randn_like(e)
         drop = torch.rand(b, device=x0.device) < self.hparams.cond_dropout
-        pred = self.denoiser(xt, t, e, spatial_maps=batch.get("spatial_maps"), drop_mask=drop)
-        return torch.nn.functional.mse_loss(pred, noise)
+        maps = batch.get("spatial_maps")
+        pred = self.denoiser(xt, t, e, spatial_maps=maps, drop_mask=drop)
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        w = self.hparams.distill_weight
+        if w > 0:
+            with torch.no_grad():
+                target = self._teacher[0](xt, t, e, spatial_maps=maps, drop_mask=drop)
+            loss = (1 - w) * loss + w * torch.nn.functional.mse_loss(pred, target)
+        return loss
 
     def on_fit_start(self):
         # The denoiser standardises its conditioning with the training set's statistics.
@@ -226,12 +265,14 @@ class ImageEmbeddingDataModule(GenerationDataModule):
         HDF5 embedding cache.
     calib_fraction, test_fraction, split_seed
         See :func:`image_split`.
-    channels, batch_size, seed
-        See :class:`GenerationDataModule`.
+    channels, batch_size, seed, autoencoder
+        See :class:`GenerationDataModule` (with an autoencoder, ``model_size`` is the side of the images it
+        encodes, not of the latents).
     """
 
     def __init__(self, image_source="digits", encoded_size=16, model_size=8, encoder="efficientnet_lite0",
-                 cache_dir=None, calib_fraction=0.1, test_fraction=0.2, split_seed=0, channels=1, batch_size=32, seed=0):
+                 cache_dir=None, calib_fraction=0.1, test_fraction=0.2, split_seed=0, channels=1, batch_size=32, seed=0,
+                 autoencoder=None):
         from ..datasets.paired import load_image_set
         from ..decoders.image_encoders import encode_cached, get_image_encoder
 
@@ -243,5 +284,5 @@ class ImageEmbeddingDataModule(GenerationDataModule):
         x = s.images.astype(np.float32) / 255.0
         x = x.reshape(len(x), model_size, f, model_size, f, x.shape[-1]).mean((2, 4))
         split = image_split(s.labels, calib_fraction=calib_fraction, test_fraction=test_fraction, seed=split_seed)
-        super().__init__(x, embeds, split, channels=channels, batch_size=batch_size, seed=seed)
+        super().__init__(x, embeds, split, channels=channels, batch_size=batch_size, seed=seed, autoencoder=autoencoder)
         self.labels = s.labels

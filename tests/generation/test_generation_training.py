@@ -77,3 +77,55 @@ def test_pipeline_yaml_matches_the_benchmark_configs(kind):
     for k, v in expected.items():
         got = den.config[k]
         assert (list(got) if isinstance(got, (list, tuple)) else got) == (list(v) if isinstance(v, (list, tuple)) else v), k
+
+
+def test_spiking_preconditioned_output():
+    from diffusers import DDPMScheduler
+
+    from neurodecode.generation.energy import OpCounter
+
+    kw = dict(sample_size=8, cond_dim=6, n_tokens=2, cross_attention_dim=16, block_out_channels=(8, 16),
+              attention_head_dim=8, time_steps=2)
+    torch.manual_seed(0)
+    plain = SpikingUNet(**kw)
+    torch.manual_seed(0)
+    pre = SpikingUNet(**kw, output_skip=True, sigma_data=0.5, num_train_timesteps=100)
+    # Same parameters: the preconditioning adds no weights (files of either kind load into the other).
+    pre.load_state_dict(plain.state_dict())
+    x, e = torch.randn(2, 1, 8, 8), torch.randn(2, 6)
+    ab = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+    for t in (1, 60, 99):
+        tt = torch.full((2,), t)
+        a2s2, s2 = ab[t] * 0.25, 1 - ab[t]
+        expected = s2.sqrt() / (a2s2 + s2) * x + (a2s2 / (a2s2 + s2)).sqrt() * plain(x, tt, e)
+        torch.testing.assert_close(pre(x, tt, e), expected, rtol=1e-4, atol=1e-5)
+    # At the noisiest step the prediction is almost the input itself, whatever the spikes say.
+    assert pre.precondition.c_out[-1] < 0.05 and abs(pre.precondition.c_skip[-1] - 1) < 0.05
+    with OpCounter(pre) as c1:
+        pre(x, torch.tensor([5, 5]), e)
+    with OpCounter(plain) as c0:
+        plain(x, torch.tensor([5, 5]), e)
+    assert c1.count.macs - c0.count.macs == pytest.approx(2 * x.numel())
+    with pytest.raises(UsageError, match="sigma_data"):
+        SpikingUNet(**kw, output_skip=True, sigma_data=0.0)
+    with pytest.raises(UsageError, match="schedule"):
+        GenerationSystem(pre, num_train_timesteps=1000)
+
+
+def test_distillation_from_a_teacher():
+    kw = dict(sample_size=8, cond_dim=6, n_tokens=2, cross_attention_dim=16, block_out_channels=(8, 16), attention_head_dim=8)
+    torch.manual_seed(0)
+    teacher = ConditionalUNet(**kw, norm_num_groups=4)
+    student = ConditionalUNet(**kw, norm_num_groups=4)
+    batch = {"images": torch.randn(4, 1, 8, 8), "embeds": torch.randn(4, 6)}
+    # Student = teacher, full weight on the teacher term: the loss is exactly zero.
+    student.load_state_dict(teacher.state_dict())
+    sys1 = GenerationSystem(student, num_train_timesteps=50, cond_dropout=0.0, teacher=teacher, distill_weight=1.0)
+    assert sys1.loss(batch).item() == 0.0
+    # The teacher is frozen and not part of the trained module.
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert not any(n.startswith("_teacher") for n, _ in sys1.named_parameters())
+    sys0 = GenerationSystem(student, num_train_timesteps=50, cond_dropout=0.0, teacher=teacher, distill_weight=0.0)
+    assert sys0.loss(batch).item() > 0
+    with pytest.raises(UsageError, match="distill_weight"):
+        GenerationSystem(student, distill_weight=0.5)

@@ -45,9 +45,20 @@ def tiny_models(tiny_store, tmp_path_factory):
     out = {}
     for name, cfg in (("wgan", TINY_WGAN), ("ddpm", TINY_DDPM)):
         out[name] = d / f"{name}.safetensors"
-        s = train_from_config(cfg, store=tiny_store, out=out[name])
+        s = train_from_config(cfg, store=tiny_store, out=out[name], snapshot_dir=d / f"{name}_snaps", snapshot_every=1)
         assert s["steps"] > 0
     return out
+
+
+def test_training_saves_loadable_snapshots(tiny_models):
+    from neurodecode.artifacts.synthesis.wgan_gp import ConditionalWGANGP
+
+    snaps = sorted((tiny_models["wgan"].parent / "wgan_snaps").glob("step*.safetensors"))
+    assert snaps, "no snapshot written"
+    steps = [int(p.stem[4:]) for p in snaps]
+    assert steps == sorted(set(steps)) and steps[0] >= 1
+    X = ConditionalWGANGP.load(snaps[0]).sample(["eye"] * 2, seed=0)
+    assert X.shape == (2, 8, 256) and np.isfinite(X).all()
 
 
 def test_training_writes_weights_with_provenance(tiny_models, tiny_store):

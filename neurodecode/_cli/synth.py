@@ -88,6 +88,8 @@ def register(app):
         output: Path = typer.Option(..., "-o", "--output", help="Weights to write (.safetensors)."),
         minutes: Optional[float] = typer.Option(None, "--minutes", help="Wall-clock training budget."),
         init_weights: Optional[Path] = typer.Option(None, "--init", help="Continue from these weights."),
+        snapshot_dir: Optional[Path] = typer.Option(None, "--snapshot-dir", help="Also save snapshots here."),
+        snapshot_every: Optional[int] = typer.Option(None, "--snapshot-every", help="Snapshot every N steps."),
         overwrite: bool = typer.Option(False, "--overwrite"),
     ):
         """Train a synthesis model from a pipeline config on the train split."""
@@ -98,7 +100,7 @@ def register(app):
         from ..training.synthesis_system import train_from_config
 
         s = train_from_config(config, store=store, out=output, max_minutes=minutes, overwrite=overwrite,
-                              init_weights=init_weights)
+                              init_weights=init_weights, snapshot_dir=snapshot_dir, snapshot_every=snapshot_every)
         typer.echo(f"trained {s['steps']} steps in {s['train_seconds']} s; wrote {output}")
 
     @synth_app.command("report")

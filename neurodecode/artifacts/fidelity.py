@@ -276,9 +276,16 @@ def train_cnn(X, y, sfreq, *, n_classes=3, epochs=15, seed=0, batch_size=64, lr=
     w = torch.as_tensor(len(yt) / (n_classes * np.maximum(np.bincount(yt.numpy(), minlength=n_classes), 1)),
                         dtype=torch.float32)
     net.train()
-    for _ in range(epochs):
+    # ``epochs`` may be fractional (a step-matched control): the last pass stops part-way
+    n_batches = int(np.ceil(len(Xt) / batch_size))
+    total = int(round(epochs * n_batches))
+    done = 0
+    while done < total:
         perm = torch.randperm(len(Xt), generator=g)
         for s in range(0, len(Xt), batch_size):
+            if done >= total:
+                break
+            done += 1
             b = perm[s : s + batch_size]
             if len(b) < 2:
                 continue
@@ -316,7 +323,8 @@ def mean_ci(values, level=0.95):
     return float(v.mean()), float(h)
 
 
-def augmentation_utility(X_train, y_train, X_test, y_test, synth, sfreq, *, seeds=(0, 1, 2, 3, 4), epochs=15):
+def augmentation_utility(X_train, y_train, X_test, y_test, synth, sfreq, *, seeds=(0, 1, 2, 3, 4), epochs=15,
+                         match_steps=False):
     """Artifact classifier on real vs real + synthetic training windows, tested on held-out real.
 
     Parameters
@@ -325,16 +333,23 @@ def augmentation_utility(X_train, y_train, X_test, y_test, synth, sfreq, *, seed
         Synthetic sets to add (a callable lets each seed draw fresh windows).
     seeds : sequence of int
         One classifier per seed and condition; the real-only run of a seed is the paired control.
+    match_steps : bool
+        Also train a real-only control with as many optimiser steps as each augmented run
+        (``epochs * (n_real + n_synthetic) / n_real`` epochs), condition ``"real@<name>"``: with a
+        fixed number of epochs the augmented runs take more steps, which alone can help.
 
     Returns
     -------
     dict condition -> {"bacc": [per seed], "mean", "ci95", "delta_mean", "delta_ci95"} where
-    ``delta`` is the paired difference to real-only training for the same seed.
+    ``delta`` is the paired difference to real-only training for the same seed; for an augmented
+    condition with ``match_steps`` also ``delta_matched_mean`` / ``delta_matched_ci95``, the
+    paired difference to the step-matched real-only control.
     """
     res = {"real": {"bacc": []}}
     for name in synth:
         res[f"real+{name}"] = {"bacc": []}
-    for seed in seeds:
+    matched = {}
+    for i, seed in enumerate(seeds):
         pred = train_cnn(X_train, y_train, sfreq, seed=seed, epochs=epochs)
         res["real"]["bacc"].append(_balanced_accuracy(y_test, pred(X_test)))
         for name, s in synth.items():
@@ -343,10 +358,20 @@ def augmentation_utility(X_train, y_train, X_test, y_test, synth, sfreq, *, seed
             ya = np.concatenate([y_train, ys])
             pred = train_cnn(Xa, ya, sfreq, seed=seed, epochs=epochs)
             res[f"real+{name}"]["bacc"].append(_balanced_accuracy(y_test, pred(X_test)))
+            if match_steps:
+                ep = epochs * len(ya) / len(y_train)
+                key = f"real@{ep:.2f}ep"  # synthetic sets of one size share one control
+                matched[name] = key
+                if len(res.setdefault(key, {"bacc": []})["bacc"]) == i:  # not yet trained for this seed
+                    pred = train_cnn(X_train, y_train, sfreq, seed=seed, epochs=ep)
+                    res[key]["bacc"].append(_balanced_accuracy(y_test, pred(X_test)))
     base = np.asarray(res["real"]["bacc"])
     for name, r in res.items():
         r["mean"], r["ci95"] = mean_ci(r["bacc"])
         r["delta_mean"], r["delta_ci95"] = mean_ci(np.asarray(r["bacc"]) - base)
+    for name, key in matched.items():
+        r = res[f"real+{name}"]
+        r["delta_matched_mean"], r["delta_matched_ci95"] = mean_ci(np.asarray(r["bacc"]) - np.asarray(res[key]["bacc"]))
     return res
 
 

@@ -88,12 +88,14 @@ class WGANGPSystem(L.LightningModule):
 
         opt_g, opt_d = self.optimizers()
         x, y = batch
-        x, _, _ = minmax_scale(x)
+        x, lo, hi = minmax_scale(x)
+        s = self.model.encode_range(lo, hi)
         G, D = self.model.generator, self.model.critic
         z = torch.randn(len(x), self.model.config.latent_dim)
-        fake = G(z, y).detach()
-        gp = gradient_penalty(D, x, fake, y)
-        w_dist = D(x, y).mean() - D(fake, y).mean()
+        with torch.no_grad():
+            fake, fake_s = G(z, y)
+        gp = gradient_penalty(D, (x, s), (fake, fake_s), y)
+        w_dist = D(x, y, s).mean() - D(fake, y, fake_s).mean()
         loss_d = -w_dist + self.gp_lambda * gp
         opt_d.zero_grad()
         self.manual_backward(loss_d)
@@ -102,7 +104,8 @@ class WGANGPSystem(L.LightningModule):
         # one generator step for every n_critic critic steps
         if (batch_idx + 1) % self.n_critic == 0:
             z = torch.randn(len(x), self.model.config.latent_dim)
-            loss_g = -D(G(z, y), y).mean()
+            fake, fake_s = G(z, y)
+            loss_g = -D(fake, y, fake_s).mean()
             opt_g.zero_grad()
             self.manual_backward(loss_g)
             opt_g.step()
@@ -167,7 +170,24 @@ def _instantiate(spec, **extra):
     return cls(**(spec.get("init_args") or {}), **extra)
 
 
-def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwrite=False, init_weights=None):
+class _Snapshots(L.Callback):
+    """Save the exported model every ``every`` optimiser steps (for checkpoint choice on validation)."""
+
+    def __init__(self, folder, every):
+        self.folder, self.every, self.saved = Path(folder), int(every), []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = int(trainer.global_step)
+        # global_step may advance by more than one per batch (two optimisers): save on each new multiple
+        if step // self.every > (self.saved[-1][0] // self.every if self.saved else 0):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"step{step:06d}.safetensors"
+            pl_module.export_model().save(path, overwrite=True, extra={"snapshot_step": step})
+            self.saved.append((step, str(path)))
+
+
+def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwrite=False, init_weights=None,
+                      snapshot_dir=None, snapshot_every=None):
     """Train one synthesis model as described by a pipeline config and save its weights.
 
     Parameters
@@ -184,6 +204,9 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
     init_weights : path-like | None
         Continue from weights saved by an earlier run (same pipeline); optimiser state restarts.
         The earlier runs' summaries are kept in the new file's metadata.
+    snapshot_dir, snapshot_every : path-like, int | None
+        Also save the exported model every ``snapshot_every`` optimiser steps into ``snapshot_dir``
+        (``stepNNNNNN.safetensors``), so that a checkpoint can be chosen on the validation split.
 
     Returns
     -------
@@ -214,19 +237,21 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
         previous = json.loads(meta.get("previous_runs", "[]"))
         if "training" in meta:
             previous.append({k: v for k, v in json.loads(meta["training"]).items() if k != "history"})
-    elif hasattr(model, "set_scale_bank"):
+    elif hasattr(model, "fit_scale_stats"):
         from ..artifacts.synthesis.wgan_gp import minmax_scale
 
         _, lo, hi = minmax_scale(Xtr)
-        model.set_scale_bank(lo, hi, ytr, seed=seed)
+        model.fit_scale_stats(lo, hi)
     if hasattr(model, "channel_scale") and init_weights is None:
         model.channel_scale.copy_(torch.as_tensor(Xtr.std(axis=(0, 2)), dtype=torch.float32))
     system = _instantiate(config["system"], model=model)
     tcfg = dict(config.get("trainer") or {})
     minutes = float(max_minutes if max_minutes is not None else tcfg.pop("max_minutes", 5))
     tcfg.pop("max_minutes", None)
+    callbacks = [_Snapshots(snapshot_dir, snapshot_every)] if snapshot_dir and snapshot_every else []
     trainer = L.Trainer(
         accelerator="cpu",
+        callbacks=callbacks,
         devices=1,
         max_time={"seconds": int(minutes * 60)},
         max_epochs=tcfg.pop("max_epochs", 10_000),

@@ -67,3 +67,22 @@ def test_knn_class_recovery_and_shape_errors():
 def test_mean_ci_matches_t_interval():
     m, h = fd.mean_ci([1.0, 2.0, 3.0])
     assert m == pytest.approx(2.0) and h == pytest.approx(4.303 * 1.0 / np.sqrt(3), rel=1e-3)
+
+
+def test_augmentation_utility_step_matched_control(monkeypatch):
+    calls = []
+    real_train_cnn = fd.train_cnn
+
+    def spy(X, y, sfreq, **kw):
+        calls.append((len(X), kw["epochs"]))
+        return real_train_cnn(X, y, sfreq, **kw)
+
+    monkeypatch.setattr(fd, "train_cnn", spy)
+    X = np.concatenate([_noise(30, 1, C=4, T=128), _noise(30, 2, 20.0, C=4, T=128)])
+    y = np.repeat([0, 1], 30)
+    syn = (_noise(10, 3, 20.0, C=4, T=128), np.ones(10, int))
+    res = fd.augmentation_utility(X, y, X, y, {"s": syn}, 128, seeds=(0, 1), epochs=1, match_steps=True)
+    assert set(res) == {"real", "real+s", "real@1.17ep"}
+    assert len(res["real@1.17ep"]["bacc"]) == 2 and "delta_matched_mean" in res["real+s"]
+    # per seed: real (1 epoch of 60), augmented (1 epoch of 70), step-matched real (70/60 epochs of 60)
+    assert calls[:3] == [(60, 1), (70, 1), (60, pytest.approx(70 / 60))]

@@ -39,16 +39,37 @@ def test_gradient_penalty_is_zero_for_unit_gradient_critic():
     assert gradient_penalty(lambda x, y: critic(x, y, 3.0), real, fake, y).item() == pytest.approx(4.0, rel=1e-5)
 
 
-def test_wgan_samples_in_bank_range_and_save_load(tmp_path):
-    m = ConditionalWGANGP(n_chans=2, n_times=32, n_classes=3, latent_dim=8, width=4, bank_size=4)
-    lo = np.array([-10.0, -100.0, -1.0] * 2)
-    hi = np.array([10.0, 100.0, 1.0] * 2)
-    m.set_scale_bank(lo, hi, np.array([0, 1, 2] * 2))
+def test_gradient_penalty_over_window_and_range_code():
+    w, v = torch.randn(1, 2, 8), torch.randn(1, 2)
+    n = torch.sqrt(w.pow(2).sum() + v.pow(2).sum())
+
+    def critic(x, y, s):  # gradient norm 1 over (x, s) together
+        return (x * w / n).sum((1, 2)) + (s * v / n).sum(1)
+
+    real, fake, y = (torch.randn(6, 2, 8), torch.randn(6, 2)), (torch.randn(6, 2, 8), torch.randn(6, 2)), None
+    assert gradient_penalty(critic, real, fake, y).item() == pytest.approx(0.0, abs=1e-8)
+    assert gradient_penalty(lambda x, y, s: 2 * critic(x, y, s), real, fake, y).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_wgan_range_code_roundtrip_and_generated_range(tmp_path):
+    m = ConditionalWGANGP(n_chans=2, n_times=32, n_classes=3, latent_dim=8, width=4).eval()
+    x = torch.randn(50, 2, 32) * torch.logspace(0, 2, 50)[:, None, None]
+    _, lo, hi = minmax_scale(x)
+    m.fit_scale_stats(lo.numpy(), hi.numpy())
+    code = m.encode_range(lo, hi)
+    assert code[:, 0].mean().abs() < 1e-4 and code[:, 0].std(unbiased=False) == pytest.approx(1.0, rel=1e-3)
+    lo2, hi2 = m.decode_range(code)
+    assert torch.allclose(lo2, lo, rtol=1e-4, atol=1e-4) and torch.allclose(hi2, hi, rtol=1e-4, atol=1e-4)
+    # samples come back in µV with the range the generator chose for each window
+    with torch.no_grad():
+        g = m.generator.scale_head[-1]
+        g.weight.zero_()
+        g.bias.copy_(torch.tensor([2.0, 0.0]))  # every window: log range 2 SD above the mean, centred
     X = m.sample(["clean", "eye", "muscle"] * 4, seed=3)
     assert X.shape == (12, 2, 32)
-    amp = np.abs(X).reshape(4, 3, -1).max(-1).max(0)
-    assert amp[1] > 5 * amp[0] > 5 * 5 * amp[2] * 0.2  # each class drew its own scale
-    assert (np.abs(X[1::3]) <= 100 + 1e-3).all()
+    lo3, hi3 = m.decode_range(torch.tensor([[2.0, 0.0]]))
+    assert np.abs(X).max() <= hi3.item() + 1e-3
+    assert np.abs(X).max() > 0.3 * hi3.item()
     m.save(tmp_path / "w.safetensors")
     m2 = ConditionalWGANGP.load(tmp_path / "w.safetensors")
     assert np.allclose(m2.sample(["eye"] * 3, seed=1), m.sample(["eye"] * 3, seed=1))
@@ -56,6 +77,24 @@ def test_wgan_samples_in_bank_range_and_save_load(tmp_path):
         m.sample(["blink"])
     with pytest.raises(InputFileError, match="expected 'UNet1DConditional'"):
         UNet1DConditional.load(tmp_path / "w.safetensors")
+
+
+def test_wgan_label_reaches_every_generator_layer():
+    torch.manual_seed(0)
+    m = ConditionalWGANGP(n_chans=2, n_times=32, n_classes=3, latent_dim=8, width=4)
+    with torch.no_grad():
+        for norm in m.generator.norms:
+            norm.gain.weight.normal_()
+    m.eval()
+    z = torch.randn(4, 8)
+    a, sa = m(z, torch.zeros(4, dtype=torch.long))
+    b, sb = m(z, torch.ones(4, dtype=torch.long))
+    assert not torch.allclose(a, b) and not torch.allclose(sa, sb)
+    # the class embedding at the input is not the only path: freeze it and the output still follows the label
+    m.generator.class_emb.weight.data.zero_()
+    a, _ = m(z, torch.zeros(4, dtype=torch.long))
+    b, _ = m(z, torch.ones(4, dtype=torch.long))
+    assert not torch.allclose(a, b)
 
 
 def test_unet_skip_connections_carry_signal():

@@ -595,9 +595,10 @@ def _leadfield(info, pos, ori):
     return np.asarray(fwd["sol"]["data"], np.float64)
 
 
-def _physio_signal(images, carried, lowpass_sigma, info, n_late, times, subject_rng, shared_rng, trial_rng,
-                   p=PHYSIO_DEFAULTS):
+def _physio_signal(images, z, lowpass_sigma, info, times, subject_rng, shared_rng, trial_rng, p=PHYSIO_DEFAULTS):
     """Noise-free sensor signal (n_img, n_chans, n_times) of one subject under the "physio" model.
+
+    ``z`` (n_img, k): whitened principal components of what the brain carries (high-level stream).
 
     ``shared_rng`` draws what all subjects share (time courses, the nominal dipoles); ``subject_rng``
     their individual anatomy; ``trial_rng`` the trial-wise jitter and gain.
@@ -606,12 +607,9 @@ def _physio_signal(images, carried, lowpass_sigma, info, n_late, times, subject_
     # Early stream: V1 contrast energy per retinotopic cell, through a saturating response.
     e = v1_contrast_energy(images, lowpass_sigma=lowpass_sigma, grid=p["v1_grid"], cycles=p["v1_cycles_per_image"])
     r_early = naka_rushton(e, n=p["naka_rushton_n"])
-    # Late stream: whitened principal components of the (optionally low-passed) embedding, each
+    # Late stream: each whitened principal component of the (optionally low-passed) embedding is
     # coded by an ON and an OFF population (half-wave rectified, saturating).
-    mu = carried.mean(0)
-    _, sv, vt = np.linalg.svd(carried - mu, full_matrices=False)
-    k = min(n_late, len(sv))
-    z = (carried - mu) @ vt[:k].T / (sv[:k] / np.sqrt(len(carried) - 1))
+    k = z.shape[1]
     on = naka_rushton(np.clip(z, 0, None), n=p["naka_rushton_n"], c50=float(np.median(np.abs(z))))
     off = naka_rushton(np.clip(-z, 0, None), n=p["naka_rushton_n"], c50=float(np.median(np.abs(z))))
     r_late = np.empty((n_img, 2 * k))
@@ -639,8 +637,8 @@ def _physio_signal(images, carried, lowpass_sigma, info, n_late, times, subject_
         """(full response, its image-dependent part): responses are non-negative firing rates, so
         every image also evokes the mean response (a generic ERP, jittered and scaled per trial)."""
         tc = _erp_kernel(times[None, None, :] - jit[:, None, None], (peak - width)[None, :, None], width[None, :, None])
-        full = np.einsum("nk,ck,nkt->nct", r * gain[:, None], L, tc)
-        dev = np.einsum("nk,ck,nkt->nct", (r - r.mean(0)) * gain[:, None], L, tc)
+        full = np.matmul(L[None], (r * gain[:, None])[:, :, None] * tc)  # (n, c, t), BLAS
+        dev = np.matmul(L[None], ((r - r.mean(0)) * gain[:, None])[:, :, None] * tc)
         return full, dev
 
     (s_e, d_e), (s_l, d_l) = stream(r_early, L_e, pk_e, wd_e, jit_e, g_e), stream(r_late, L_l, pk_l, wd_l, jit_l, g_l)
@@ -795,7 +793,7 @@ def build_simulated_pairs(
             raise InputFileError(f"Noise recordings {files} do not share the channels of the first subject.")
         if forward_model == "physio":
             sig, sig_dev, k = _physio_signal(
-                images.images, carried, lowpass_sigma, raw.info, n_sources, times,
+                images.images, z, lowpass_sigma, raw.info, times,
                 subject_rng=np.random.default_rng(seed * 1000 + 101 + si),
                 shared_rng=np.random.default_rng(seed * 1000 + 17), trial_rng=rng,
             )

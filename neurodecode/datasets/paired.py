@@ -8,12 +8,15 @@ so the brain-to-image decoders are validated on **simulated** pairs built from r
   photos (cut into crops, grouped by source photo), and scikit-image's LFW subset (200 small faces and
   non-faces);
 - their embeddings from the default image encoder (ImageNet EfficientNet-Lite0);
-- a forward model (:func:`build_simulated_pairs`) that maps each image's features to sensor space:
-  ``k`` sources whose loadings are the whitened principal components of the image embeddings, each
-  with a smooth scalp pattern over the real montage positions and an ERP-like time course
-  (gamma-shaped, 80-250 ms latencies, trial-to-trial latency jitter), optionally computed from a
-  low-passed (foveated Gaussian blur) copy of the image, to mimic the gap between what was seen and
-  what the brain signal carries;
+- a forward model (:func:`build_simulated_pairs`) that maps each image to sensor space, optionally
+  from a low-passed (Gaussian blur) copy of the image, to mimic the gap between what was seen and
+  what the brain signal carries. ``forward_model="physio"`` (default): retinotopic early visual
+  sources driven by the saturating V1 contrast energy of the image (peaks 70-110 ms) and ventral
+  occipito-temporal ON/OFF populations coding the embedding's principal components (rectified,
+  saturating; peaks 130-350 ms), dipoles in a spherical head model fitted to the montage, per-trial
+  latency jitter and gain of each stream (values and sources in :data:`PHYSIO_DEFAULTS`).
+  ``forward_model="linear"``: ``k`` sources linear in the whitened principal components of the
+  embeddings, each with a smooth scalp blob over the montage and one ERP-like time course;
 - real background noise: segments of real task EEG (PhysioNet eegmmidb, one real person per
   simulated subject), or phase-randomised surrogates of the real (2-s) KIT MEG recording, added at a
   stated signal-to-noise ratio;
@@ -677,10 +680,11 @@ def build_simulated_pairs(
 
     **Simulated data.** Each image's target embedding comes from the frozen ``encoder``. The
     brain-side latent is the whitened projection of the (optionally low-passed) image's embedding on
-    the first ``n_sources`` principal components of all images' embeddings; each latent drives one
-    source with a smooth scalp pattern over the real montage and an ERP-like time course
-    (latency 80-250 ms, width 30-80 ms, per-trial latency jitter). Subjects share source time courses
-    but differ in their patterns (perturbed centres) and in their real background noise.
+    the first ``n_sources`` principal components of all images' embeddings. With
+    ``forward_model="linear"`` each latent drives one source with a smooth scalp pattern over the real
+    montage and an ERP-like time course (latency 80-250 ms, width 30-80 ms, per-trial latency jitter).
+    With ``"physio"`` see below. Subjects share source time courses but differ in their spatial
+    patterns (individual anatomy) and in their real background noise.
 
     Parameters
     ----------

@@ -39,7 +39,7 @@ def _need(value, option):
 def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", modality="eeg", snr=0.1,
                        lowpass_sigma=0.0, n_images=800, n_test=200, n_subjects=2, encoder_size=128, path=None,
                        subject=1, table=None, image_root=None, image_size=64, epochs=40, seed=0, cache_dir=None,
-                       out=None, overwrite=False, save_decoder=None):
+                       out=None, overwrite=False, save_decoder=None, forward_model="physio"):
     """Train ``method`` and report retrieval scores on the test images.
 
     Parameters
@@ -50,6 +50,8 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
         ``lowpass_sigma``, ``n_images``, ``n_test``, ``n_subjects``); the others read files
         (``path``, ``subject``, ``table``, ``image_root``); ``"mindbigdata"`` is the real
         MindBigData sample (closed-set, 10 digit images).
+    forward_model : {"physio", "linear"}
+        Forward model of the simulated data (see :func:`~neurodecode.datasets.paired.build_simulated_pairs`).
     blur : {"none", "fixed", "uncertainty"}
         Target space (``"uncertainty"`` is UBP's blur prior).
     epochs, seed : int
@@ -78,7 +80,8 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
         val_mode = "trials" if data == "mindbigdata" else "concepts"
     dm = RetrievalDataModule(modality=modality, snr=snr, lowpass_sigma=lowpass_sigma, n_subjects=n_subjects,
                              n_test=n_test, n_images=n_images, encoder_size=encoder_size, blur=blur,
-                             cache_dir=cache_dir, seed=seed, data=paired, val_mode=val_mode)
+                             cache_dir=cache_dir, seed=seed, data=paired, val_mode=val_mode,
+                             forward_model=forward_model)
     scores, model = run_retrieval(dm, method, max_epochs=epochs, seed=seed)
     if save_decoder is not None:
         from ..decoders import save_decoder as _save
@@ -88,7 +91,7 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
     scores["data"] = data
     scores["simulated"] = bool(dm.data.meta.get("simulated", False))
     scores["settings"] = {"snr": snr, "lowpass_sigma": lowpass_sigma, "modality": modality, "epochs": epochs,
-                          "seed": seed, "n_images": n_images} if data == "simulated" else {"seed": seed, "epochs": epochs}
+                          "seed": seed, "n_images": n_images, "forward_model": forward_model} if data == "simulated" else {"seed": seed, "epochs": epochs}
     if out is not None:
         with atomic_path(Path(out), overwrite=overwrite) as tmp:
             Path(tmp).write_text(json.dumps(scores, indent=2, default=float))
@@ -115,12 +118,13 @@ def register(app):
         out: Path = typer.Option(None, help="Write the scores to this JSON file."),
         overwrite: bool = typer.Option(False, help="Replace an existing --out / --save-decoder file."),
         save_decoder: Path = typer.Option(None, help="Save the fitted decoder (.safetensors) for reconstruct --decoder."),
+        forward_model: str = typer.Option("physio", help="Simulated data: physio or linear forward model."),
     ):
         """Train a retrieval decoder and print top-1/top-5/median rank among the test images."""
         s = evaluate_retrieval(method, data, blur=blur, modality=modality, snr=snr, lowpass_sigma=lowpass,
                                n_images=n_images, path=path, subject=subject, table=table, image_root=image_root,
                                epochs=epochs, seed=seed, cache_dir=cache_dir, out=out, overwrite=overwrite,
-                               save_decoder=save_decoder)
+                               save_decoder=save_decoder, forward_model=forward_model)
         kind = "SIMULATED data" if s["simulated"] else f"data: {data}"
         typer.echo(f"{method} (blur={blur}) on {kind}: top-1 {100 * s['top1']:.1f} %, top-5 {100 * s['top5']:.1f} %, "
                    f"median rank {s['median_rank']:.0f} of {s['n_candidates']} "

@@ -8,12 +8,15 @@ so the brain-to-image decoders are validated on **simulated** pairs built from r
   photos (cut into crops, grouped by source photo), and scikit-image's LFW subset (200 small faces and
   non-faces);
 - their embeddings from the default image encoder (ImageNet EfficientNet-Lite0);
-- a forward model (:func:`build_simulated_pairs`) that maps each image's features to sensor space:
-  ``k`` sources whose loadings are the whitened principal components of the image embeddings, each
-  with a smooth scalp pattern over the real montage positions and an ERP-like time course
-  (gamma-shaped, 80-250 ms latencies, trial-to-trial latency jitter), optionally computed from a
-  low-passed (foveated Gaussian blur) copy of the image, to mimic the gap between what was seen and
-  what the brain signal carries;
+- a forward model (:func:`build_simulated_pairs`) that maps each image to sensor space, optionally
+  from a low-passed (Gaussian blur) copy of the image, to mimic the gap between what was seen and
+  what the brain signal carries. ``forward_model="physio"`` (default): retinotopic early visual
+  sources driven by the saturating V1 contrast energy of the image (peaks 70-110 ms) and ventral
+  occipito-temporal ON/OFF populations coding the embedding's principal components (rectified,
+  saturating; peaks 130-350 ms), dipoles in a spherical head model fitted to the montage, per-trial
+  latency jitter and gain of each stream (values and sources in :data:`PHYSIO_DEFAULTS`).
+  ``forward_model="linear"``: ``k`` sources linear in the whitened principal components of the
+  embeddings, each with a smooth scalp blob over the montage and one ERP-like time course;
 - real background noise: segments of real task EEG (PhysioNet eegmmidb, one real person per
   simulated subject), or phase-randomised surrogates of the real (2-s) KIT MEG recording, added at a
   stated signal-to-noise ratio;
@@ -44,6 +47,10 @@ __all__ = [
     "build_simulated_pairs",
     "zero_shot_split",
     "IMAGE_SOURCES",
+    "FORWARD_MODELS",
+    "PHYSIO_DEFAULTS",
+    "v1_contrast_energy",
+    "naka_rushton",
 ]
 
 IMAGE_SOURCES = ("digits", "photos", "faces", "mixed")
@@ -417,6 +424,236 @@ def _spatial_patterns(pos, n_sources, rng, spread=0.035):
     return pats
 
 
+
+# ---------------------------------------------------------------------------------------------
+# "physio" forward model: retinotopic early visual sources + nonlinear high-level sources,
+# dipoles in a spherical head, trial-wise latency jitter and gain.
+# ---------------------------------------------------------------------------------------------
+
+FORWARD_MODELS = ("linear", "physio")
+
+#: Parameters of the "physio" forward model, with where each value comes from. They were fixed
+#: from these sources before any decoder was run on the simulation; none was tuned on results.
+PHYSIO_DEFAULTS = {
+    # Early (V1-V3) evoked response: C1/P1 peaks 60-110 ms after onset (Di Russo et al. 2002,
+    # Hum Brain Mapp 15:95); single-image identity is best decoded from MEG at about 100 ms
+    # (Cichy, Pantazis & Oliva 2014, Nat Neurosci 17:455).
+    "early_peak_s": (0.07, 0.11),
+    "early_width_s": (0.015, 0.03),
+    # High-level (ventral occipito-temporal) responses: category information from about 85-115 ms,
+    # strongest 115-315 ms, then spreading to anterior temporal cortex (van de Nieuwenhuijzen et al.
+    # 2013, NeuroImage 83:1063; Cichy et al. 2014). Semantic effects extend to about 300-400 ms.
+    "late_peak_s": (0.13, 0.35),
+    "late_width_s": (0.03, 0.08),
+    # Trial-to-trial latency jitter (standard deviation): about 10 ms for early components and a few
+    # tens of ms for later ones (single-trial peak studies of P1-P3, e.g. the Single Trial Peaks
+    # procedure of Gavin et al.; Jung et al. 2001 Hum Brain Mapp 14:166). The late jitter adds to
+    # the early one (a late component cannot start before the early one did).
+    "early_jitter_s": 0.010,
+    "late_extra_jitter_s": 0.028,
+    # Trial-wise multiplicative gain of each stream (log-normal, sd of log gain 0.3, i.e. a
+    # coefficient of variation near 0.3: single-trial amplitudes vary by tens of percent, Truccolo et
+    # al. 2002 Clin Neurophysiol 113:206; Arieli et al. 1996 Science 273:1868).
+    "gain_log_sd": 0.3,
+    # Saturating contrast response of visual neurons, Naka-Rushton R = c^n / (c^n + c50^n) with
+    # n near 2 (Albrecht & Hamilton 1982, J Neurophysiol 48:217); c50 = the median input, i.e.
+    # half-saturation at a typical stimulus (contrast gain control keeps neurons in their range).
+    "naka_rushton_n": 2.0,
+    # V1 model: quadrature Gabor energy at 4 orientations, about 8 cycles per image, pooled on a
+    # 4 x 4 retinotopic grid; each grid cell is one cortical patch (one dipole) summing its
+    # orientation columns, which EEG/MEG cannot resolve.
+    "v1_grid": 4,
+    "v1_cycles_per_image": 8.0,
+    # Dipole positions in a sphere fitted to the montage (radius ~9.5 cm): calcarine cortex
+    # ~6.5 cm from the centre, posterior and below; ventral occipito-temporal cortex bilateral
+    # (~4 cm lateral), ~6 cm from the centre. Approximate anatomy, not an MRI.
+    "v1_depth_m": 0.065,
+    "late_depth_m": 0.060,
+    "late_spread_m": 0.012,
+    # Individual anatomy: each simulated subject's dipoles move by ~5 mm and turn by ~15 degrees.
+    "subject_shift_m": 0.005,
+    "subject_turn": 0.25,
+    # Signal power: both streams are scaled to equal power before summing (early ERP components and
+    # later ones have amplitudes of the same order, a few microvolts).
+    "early_power_share": 0.5,
+}
+
+
+def _gabor_bank(size, cycles, n_orient=4):
+    """Quadrature Gabor kernels (n_orient, 2, k, k) with about one octave bandwidth."""
+    lam = size / cycles
+    sig = 0.56 * lam
+    half = int(np.ceil(2.5 * sig))
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
+    env = np.exp(-(xx**2 + yy**2) / (2 * sig**2))
+    bank = []
+    for th in np.arange(n_orient) * np.pi / n_orient:
+        u = xx * np.cos(th) + yy * np.sin(th)
+        even, odd = env * np.cos(2 * np.pi * u / lam), env * np.sin(2 * np.pi * u / lam)
+        even -= even.mean()
+        bank.append([even / np.abs(even).sum(), odd / np.abs(odd).sum()])
+    return np.asarray(bank)
+
+
+def v1_contrast_energy(images, *, lowpass_sigma=0.0, grid=4, cycles=8.0):
+    """V1-like local contrast energy of images on a retinotopic grid.
+
+    Grey-level images are filtered by quadrature Gabor pairs at 4 orientations (energy = sqrt of
+    the sum of squares of the pair), and the energy is averaged within each cell of a ``grid`` x
+    ``grid`` partition of the visual field, summing orientations.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, H, W, 3), uint8
+    lowpass_sigma : float
+        Gaussian blur in pixels of a 224-px image, applied first (what the brain carries).
+    grid : int
+    cycles : float
+        Gabor frequency in cycles per image.
+
+    Returns
+    -------
+    energy : ndarray, shape (n, grid * grid)
+        Row-major over the grid (row 0 = top of the image = upper visual field).
+    """
+    from scipy.ndimage import gaussian_filter
+    from scipy.signal import fftconvolve
+
+    g = np.asarray(images, np.float64).mean(-1) / 255.0
+    size = g.shape[1]
+    if lowpass_sigma > 0:
+        g = gaussian_filter(g, sigma=(0, lowpass_sigma * size / 224.0, lowpass_sigma * size / 224.0), mode="reflect")
+    g = g - g.mean(axis=(1, 2), keepdims=True)
+    energy = 0.0
+    for even, odd in _gabor_bank(size, cycles):
+        e = fftconvolve(g, even[None], mode="same", axes=(1, 2))
+        o = fftconvolve(g, odd[None], mode="same", axes=(1, 2))
+        energy = energy + np.sqrt(e**2 + o**2)
+    cell = size // grid
+    energy = energy[:, : cell * grid, : cell * grid].reshape(len(g), grid, cell, grid, cell).mean(axis=(2, 4))
+    return energy.reshape(len(g), grid * grid)
+
+
+def naka_rushton(x, n=2.0, c50=None):
+    """Saturating response ``x^n / (x^n + c50^n)`` of non-negative ``x`` (c50 default: median of x > 0)."""
+    x = np.clip(np.asarray(x, np.float64), 0, None)
+    if c50 is None:
+        c50 = float(np.median(x[x > 0])) if np.any(x > 0) else 1.0
+    return x**n / (x**n + c50**n)
+
+
+def _unit(v):
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _physio_dipoles(k_late, grid, rng, p):
+    """Dipole positions (relative to the sphere centre, m) and orientations of the two streams.
+
+    Early: one dipole per retinotopic grid cell in calcarine cortex. The left visual field maps to
+    the right hemisphere, eccentricity to depth along the calcarine sulcus (fovea at the occipital
+    pole), and upper/lower visual field to the lower/upper bank, whose opposite orientation flips
+    the polarity of the C1 (the "cruciform" model). Late: ``2 * k_late`` dipoles (ON and OFF
+    populations of each high-level feature) scattered over bilateral ventral occipito-temporal
+    cortex, with random orientations (cortical folding).
+    """
+    pole = _unit([0.0, -0.9, -0.35])  # occipital pole direction from the head centre
+    early_pos, early_ori = [], []
+    for r in range(grid):
+        for c in range(grid):
+            fx = (c + 0.5) / grid - 0.5  # visual-field x (left < 0)
+            fy = 0.5 - (r + 0.5) / grid  # visual-field y (up > 0)
+            ecc = np.hypot(fx, fy)
+            pos = pole * p["v1_depth_m"]
+            pos = pos + np.array([-np.sign(fx) * (0.006 + 0.01 * abs(fx)), 0.03 * ecc, 0.0])
+            pos = pos + rng.normal(0, 0.002, 3)
+            bank = -np.sign(fy)  # upper field -> lower bank
+            early_ori.append(_unit(np.array([0.3 * np.sign(fx), -0.3, bank]) + rng.normal(0, 0.2, 3)))
+            early_pos.append(pos)
+    late_pos, late_ori = [], []
+    for j in range(2 * k_late):
+        side = 1.0 if j % 2 == 0 else -1.0
+        centre = _unit([0.45 * side, -0.75, -0.5]) * p["late_depth_m"]
+        q = centre + rng.normal(0, p["late_spread_m"], 3)  # scattered over the region...
+        late_pos.append(_unit(q) * (p["late_depth_m"] + rng.uniform(-0.005, 0.005)))  # ...at cortical depth
+        late_ori.append(_unit(rng.normal(size=3)))
+    return (np.asarray(early_pos), np.asarray(early_ori)), (np.asarray(late_pos), np.asarray(late_ori))
+
+
+def _leadfield(info, pos, ori):
+    """Sensor gains (n_chans, n_dipoles) of fixed dipoles in a sphere head model fitted to ``info``."""
+    import mne
+
+    kind = ("eeg",) if any(ch["kind"] == mne.io.constants.FIFF.FIFFV_EEG_CH for ch in info["chs"]) else None
+    try:
+        if kind:
+            radius, r0, _ = mne.bem.fit_sphere_to_headshape(info, dig_kinds=kind, units="m", verbose="error")
+        else:
+            radius, r0 = 0.09, np.array([0.0, 0.0, 0.04])
+        sphere = mne.make_sphere_model(r0=r0, head_radius=radius if kind else None, verbose="error")
+        dip = mne.Dipole(np.zeros(len(pos)), pos + r0, np.ones(len(pos)), ori, np.ones(len(pos)))
+        fwd, _ = mne.make_forward_dipole(dip, sphere, info, verbose="error")
+    except Exception as e:  # pragma: no cover - depends on the montage of the noise file
+        raise InputFileError(f"Cannot compute a sphere-model forward solution for these sensors: {e}") from e
+    return np.asarray(fwd["sol"]["data"], np.float64)
+
+
+def _physio_signal(images, z, lowpass_sigma, info, times, subject_rng, shared_rng, trial_rng, p=PHYSIO_DEFAULTS):
+    """Noise-free sensor signal (n_img, n_chans, n_times) of one subject under the "physio" model.
+
+    ``z`` (n_img, k): whitened principal components of what the brain carries (high-level stream).
+
+    ``shared_rng`` draws what all subjects share (time courses, the nominal dipoles); ``subject_rng``
+    their individual anatomy; ``trial_rng`` the trial-wise jitter and gain.
+    """
+    n_img = len(images)
+    # Early stream: V1 contrast energy per retinotopic cell, through a saturating response.
+    e = v1_contrast_energy(images, lowpass_sigma=lowpass_sigma, grid=p["v1_grid"], cycles=p["v1_cycles_per_image"])
+    r_early = naka_rushton(e, n=p["naka_rushton_n"])
+    # Late stream: each whitened principal component of the (optionally low-passed) embedding is
+    # coded by an ON and an OFF population (half-wave rectified, saturating).
+    k = z.shape[1]
+    on = naka_rushton(np.clip(z, 0, None), n=p["naka_rushton_n"], c50=float(np.median(np.abs(z))))
+    off = naka_rushton(np.clip(-z, 0, None), n=p["naka_rushton_n"], c50=float(np.median(np.abs(z))))
+    r_late = np.empty((n_img, 2 * k))
+    r_late[:, 0::2], r_late[:, 1::2] = on, off
+
+    (pe, oe), (pl, ol) = _physio_dipoles(k, p["v1_grid"], shared_rng, p)
+    # Time courses shared by subjects: one per dipole within a stream's latency range.
+    pk_e = shared_rng.uniform(*p["early_peak_s"], len(pe))
+    wd_e = shared_rng.uniform(*p["early_width_s"], len(pe))
+    pk_l = shared_rng.uniform(*p["late_peak_s"], len(pl))
+    wd_l = shared_rng.uniform(*p["late_width_s"], len(pl))
+    # Individual anatomy.
+    pe = pe + subject_rng.normal(0, p["subject_shift_m"], pe.shape)
+    pl = pl + subject_rng.normal(0, p["subject_shift_m"], pl.shape)
+    oe = _unit(oe + subject_rng.normal(0, p["subject_turn"], oe.shape))
+    ol = _unit(ol + subject_rng.normal(0, p["subject_turn"], ol.shape))
+    L_e, L_l = _leadfield(info, pe, oe), _leadfield(info, pl, ol)
+
+    jit_e = trial_rng.normal(0, p["early_jitter_s"], n_img)
+    jit_l = jit_e + trial_rng.normal(0, p["late_extra_jitter_s"], n_img)
+    g_e = np.exp(trial_rng.normal(0, p["gain_log_sd"], n_img))
+    g_l = np.exp(trial_rng.normal(0, p["gain_log_sd"], n_img))
+
+    def stream(r, L, peak, width, jit, gain):
+        """(full response, its image-dependent part): responses are non-negative firing rates, so
+        every image also evokes the mean response (a generic ERP, jittered and scaled per trial)."""
+        tc = _erp_kernel(times[None, None, :] - jit[:, None, None], (peak - width)[None, :, None], width[None, :, None])
+        full = np.matmul(L[None], (r * gain[:, None])[:, :, None] * tc)  # (n, c, t), BLAS
+        dev = np.matmul(L[None], ((r - r.mean(0)) * gain[:, None])[:, :, None] * tc)
+        return full, dev
+
+    (s_e, d_e), (s_l, d_l) = stream(r_early, L_e, pk_e, wd_e, jit_e, g_e), stream(r_late, L_l, pk_l, wd_l, jit_l, g_l)
+    # Power split and SNR refer to the image-dependent part (what a decoder can use); the generic
+    # evoked response comes on top with its natural size relative to it.
+    share = p["early_power_share"]
+    a_e = np.sqrt(share / max(d_e.var(), 1e-300))
+    a_l = np.sqrt((1 - share) / max(d_l.var(), 1e-300))
+    full, dev = a_e * s_e + a_l * s_l, a_e * d_e + a_l * d_l
+    return full.astype(np.float32), dev.astype(np.float32), int(k)
+
+
 def build_simulated_pairs(
     images=None,
     *,
@@ -430,6 +667,7 @@ def build_simulated_pairs(
     n_sources=32,
     lowpass_sigma=0.0,
     latency_jitter=0.02,
+    forward_model="physio",
     n_times=80,
     sfreq=100.0,
     encoder="efficientnet_lite0",
@@ -442,10 +680,11 @@ def build_simulated_pairs(
 
     **Simulated data.** Each image's target embedding comes from the frozen ``encoder``. The
     brain-side latent is the whitened projection of the (optionally low-passed) image's embedding on
-    the first ``n_sources`` principal components of all images' embeddings; each latent drives one
-    source with a smooth scalp pattern over the real montage and an ERP-like time course
-    (latency 80-250 ms, width 30-80 ms, per-trial latency jitter). Subjects share source time courses
-    but differ in their patterns (perturbed centres) and in their real background noise.
+    the first ``n_sources`` principal components of all images' embeddings. With
+    ``forward_model="linear"`` each latent drives one source with a smooth scalp pattern over the real
+    montage and an ERP-like time course (latency 80-250 ms, width 30-80 ms, per-trial latency jitter).
+    With ``"physio"`` see below. Subjects share source time courses but differ in their spatial
+    patterns (individual anatomy) and in their real background noise.
 
     Parameters
     ----------
@@ -474,7 +713,19 @@ def build_simulated_pairs(
         computing what the brain carries; 0 = the brain carries the sharp image's features. (UBP's
         blur prior is foveated, so it never sees exactly the simulator's blur.)
     latency_jitter : float
-        Standard deviation (s) of the per-trial shift of all time courses.
+        Standard deviation (s) of the per-trial shift of all time courses (``"linear"`` model; the
+        ``"physio"`` model uses the values in :data:`PHYSIO_DEFAULTS`).
+    forward_model : {"physio", "linear"}
+        ``"linear"``: the response is a linear function of the ``n_sources`` whitened embedding
+        components, each with a smooth scalp blob and one ERP time course, one shared latency jitter.
+        ``"physio"``: two cortical streams with their own time courses, each with trial-wise latency
+        jitter and gain: (1) early visual cortex, one dipole per cell of a 4 x 4 retinotopic grid whose
+        response is the saturating (Naka-Rushton) V1 contrast energy of that part of the image, peaking
+        70-110 ms; (2) ventral occipito-temporal cortex, ON and OFF populations for each of the
+        ``n_sources`` embedding components (half-wave rectified, saturating), peaking 130-350 ms.
+        Dipoles project to the sensors through a spherical head model fitted to the montage (MNE).
+        Every image also evokes the generic (mean) response. ``snr`` is the power of the
+        image-dependent part over the noise power. Values and sources: :data:`PHYSIO_DEFAULTS`.
     n_times, sfreq : int, float
         Epoch length (samples) and sampling rate; epochs start at stimulus onset.
     encoder, checkpoint : str or ImageEncoder, path-like
@@ -495,6 +746,7 @@ def build_simulated_pairs(
     from ..decoders.image_encoders import encode_cached, get_image_encoder
 
     check_option("modality", modality, ("eeg", "meg"))
+    check_option("forward_model", forward_model, FORWARD_MODELS)
     if not (np.isfinite(snr) and snr > 0):
         raise UsageError(f"Invalid value for the 'snr' parameter: expected a positive number, got {snr!r}.")
     if n_subjects < 1:
@@ -527,7 +779,7 @@ def build_simulated_pairs(
     wid = rng.uniform(0.03, 0.08, k)
 
     n_img = len(images)
-    X_all, idx_all, subj_all, split_all, sources = [], [], [], [], []
+    X_all, idx_all, subj_all, split_all, sources, evoked_ratio = [], [], [], [], [], []
     ch_names = ch_pos = None
     for si in range(n_subjects):
         if modality == "eeg":
@@ -543,13 +795,21 @@ def build_simulated_pairs(
             ch_names, ch_pos = list(raw.ch_names), pos
         elif list(raw.ch_names) != ch_names:
             raise InputFileError(f"Noise recordings {files} do not share the channels of the first subject.")
-        pats = _spatial_patterns(pos, k, np.random.default_rng(seed * 1000 + 17))
-        # Subject-specific perturbation of the shared patterns.
-        pats = pats + 0.3 * _spatial_patterns(pos, k, np.random.default_rng(seed * 1000 + 101 + si))
-        jit = rng.normal(0, latency_jitter, n_img)
-        # (n_img, k, n_times) time courses with each trial's jitter.
-        tc = _erp_kernel(times[None, None, :] - jit[:, None, None], lat[None, :, None], wid[None, :, None])
-        sig = np.einsum("nk,ck,nkt->nct", z, pats, tc).astype(np.float32)
+        if forward_model == "physio":
+            sig, sig_dev, k = _physio_signal(
+                images.images, z, lowpass_sigma, raw.info, times,
+                subject_rng=np.random.default_rng(seed * 1000 + 101 + si),
+                shared_rng=np.random.default_rng(seed * 1000 + 17), trial_rng=rng,
+            )
+            evoked_ratio.append(float(sig.var() / max(sig_dev.var(), 1e-30)))
+        else:
+            pats = _spatial_patterns(pos, k, np.random.default_rng(seed * 1000 + 17))
+            # Subject-specific perturbation of the shared patterns.
+            pats = pats + 0.3 * _spatial_patterns(pos, k, np.random.default_rng(seed * 1000 + 101 + si))
+            jit = rng.normal(0, latency_jitter, n_img)
+            # (n_img, k, n_times) time courses with each trial's jitter.
+            tc = _erp_kernel(times[None, None, :] - jit[:, None, None], lat[None, :, None], wid[None, :, None])
+            sig = sig_dev = np.einsum("nk,ck,nkt->nct", z, pats, tc).astype(np.float32)
         if noise.shape[1] <= n_times:
             raise InputFileError(f"Noise recording {files} is shorter than one epoch ({n_times} samples).")
         if modality == "meg":
@@ -564,7 +824,7 @@ def build_simulated_pairs(
             starts = rng.integers(0, noise.shape[1] - n_times, n_img)
             nz = np.stack([noise[:, s0 : s0 + n_times] for s0 in starts])
         nz = nz - nz.mean(-1, keepdims=True)
-        scale = np.sqrt(snr * nz.var() / max(sig.var(), 1e-30))
+        scale = np.sqrt(snr * nz.var() / max(sig_dev.var(), 1e-30))
         X_all.append(sig * scale + nz)
         idx_all.append(np.arange(n_img))
         subj_all.append(np.full(n_img, si))
@@ -573,7 +833,11 @@ def build_simulated_pairs(
         "simulated": True,
         "description": "Simulated paired brain/image data: real images, forward model, real background noise.",
         "modality": modality, "snr": float(snr), "n_sources": int(k), "lowpass_sigma": float(lowpass_sigma),
-        "latency_jitter": float(latency_jitter), "encoder": enc.name, "encoder_checksum": enc.checksum,
+        "latency_jitter": float(latency_jitter), "forward_model": forward_model,
+        # per subject: total evoked power / image-dependent power (1 for the linear model)
+        "evoked_to_image_power": [round(r, 4) for r in evoked_ratio] if evoked_ratio else [1.0] * n_subjects,
+        "physio_params": dict(PHYSIO_DEFAULTS) if forward_model == "physio" else None,
+        "encoder": enc.name, "encoder_checksum": enc.checksum,
         "encoder_size": int(enc.preprocessing["size"]),
         "image_source": images.source, "noise_files": sorted(set(sources)), "seed": int(seed),
         "n_test_images": int(test_img.sum()), "n_train_images": int((~test_img).sum()),

@@ -57,7 +57,8 @@ def save_decoder(decoder, path, *, overwrite=False):
             "coef_": np.atleast_2d(decoder.model_.coef_), "intercept_": np.atleast_1d(decoder.model_.intercept_),
         }
         config = {"name": "ridge_retrieval", "kwargs": {"alphas": list(decoder.alphas), "n_chans": decoder.n_chans,
-                                                        "n_times": decoder.n_times}, "alpha_": decoder.alpha_}
+                                                        "n_times": decoder.n_times, "features": decoder.features,
+                                                        "bin_samples": decoder.bin_samples}, "alpha_": decoder.alpha_}
     else:
         config = getattr(decoder, "decoder_config_", None)
         if config is None:

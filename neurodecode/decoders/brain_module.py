@@ -9,7 +9,8 @@ loss plus MSE (:func:`clip_mse_loss`), and :meth:`BrainModuleDecoder.encode` ret
 :class:`~neurodecode.decoders.BrainConditioning` for the generation backend.
 
 Also here: the linear baseline (:class:`RidgeRetrieval`, ridge regression from all sensors x time
-samples to the embedding, regularisation chosen by efficient leave-one-out on the training set).
+samples, or per-sensor time-bin means, to the embedding; regularisation chosen by cross-validation
+on the training images).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..utils import UsageError, check_option
 from ._registry import register_decoder
 from .conditioning import BrainConditioning
 
-__all__ = ["BrainModuleDecoder", "RidgeRetrieval", "clip_loss", "clip_mse_loss", "scale_inputs"]
+__all__ = ["BrainModuleDecoder", "RidgeRetrieval", "RIDGE_FEATURES", "ridge_cv_errors", "clip_loss", "clip_mse_loss", "scale_inputs"]
 
 
 def scale_inputs(x, clamp=20.0):
@@ -207,39 +208,116 @@ def _as_array(inst, n_chans, n_times):
     return X.astype(np.float32)
 
 
+RIDGE_FEATURES = ("flat", "bins")
+
+
+def _grouped_folds(n, groups, n_folds, seed=0):
+    """Fold index (n,) so that trials of one group (one image) always share a fold."""
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    uniq = np.unique(groups)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    fold_of_group = np.empty(len(uniq), int)
+    fold_of_group[order] = np.arange(len(uniq)) % n_folds
+    return fold_of_group[np.searchsorted(uniq, groups)]
+
+
+def ridge_cv_errors(F, Y, alphas, folds):
+    """Held-out mean squared error of ridge for every penalty, by K-fold cross-validation.
+
+    Solved in the dual (kernel) form with one eigendecomposition per fold, so that every penalty
+    costs one matrix product; features and targets are centred with each fold's training means
+    (ridge with an unpenalised intercept).
+
+    Parameters
+    ----------
+    F : ndarray, shape (n, p)
+    Y : ndarray, shape (n, d)
+    alphas : sequence of float
+    folds : ndarray of int, shape (n,)
+
+    Returns
+    -------
+    errors : ndarray, shape (len(alphas),)
+    """
+    F, Y = np.asarray(F, np.float64), np.asarray(Y, np.float64)
+    err = np.zeros(len(alphas))
+    for k in np.unique(folds):
+        tr, va = folds != k, folds == k
+        fm, ym = F[tr].mean(0), Y[tr].mean(0)
+        Ft, Fv, Yt = F[tr] - fm, F[va] - fm, Y[tr] - ym
+        K = Ft @ Ft.T
+        s, U = np.linalg.eigh(K)
+        s = np.clip(s, 0, None)
+        UtY = U.T @ Yt
+        Kv = Fv @ Ft.T @ U  # (n_val, n_train) in the eigenbasis
+        for i, a in enumerate(alphas):
+            pred = Kv @ (UtY / (s + a)[:, None]) + ym
+            err[i] += ((pred - Y[va]) ** 2).sum()
+    return err / (len(Y) * Y.shape[1])
+
+
 @register_decoder("ridge_retrieval")
 class RidgeRetrieval:
-    """Linear baseline: ridge regression from flattened sensors x time to image embeddings.
+    """Linear baseline: ridge regression from sensor features to image embeddings.
 
-    Channels are standardised with training statistics; the penalty is chosen among ``alphas`` by
-    scikit-learn's efficient leave-one-out (generalised cross-validation) on the training data only.
+    Channels are standardised with training statistics. Two feature sets:
+
+    - ``"flat"``: every sensor x time sample (``n_chans * n_times`` features);
+    - ``"bins"``: each sensor's mean over consecutive bins of ``bin_samples`` samples (e.g. 50 ms),
+      which averages out part of the noise and of the trial-to-trial latency jitter.
+
+    The penalty is chosen among ``alphas`` (relative to the number of features) by ``cv``-fold
+    cross-validation on the training trials; with ``groups`` (e.g. the image index) the folds never
+    split one image's trials, so a held-out fold holds only unseen images as at test time.
 
     Parameters
     ----------
     alphas : sequence of float
-        Candidate penalties (relative to the number of features).
+        Candidate penalties, in units of ``n_features / 1000``.
+    features : {"flat", "bins"}
+    bin_samples : int
+        Samples per bin for ``features="bins"``.
+    cv : int
+        Number of cross-validation folds for the penalty.
     """
 
-    def __init__(self, alphas=(1e-1, 1, 10, 1e2, 1e3, 1e4, 1e5), n_chans=None, n_times=None, **_):
+    def __init__(self, alphas=(1e-2, 1e-1, 1, 10, 1e2, 1e3, 1e4, 1e5), n_chans=None, n_times=None, features="flat",
+                 bin_samples=5, cv=5, **_):
+        check_option("features", features, RIDGE_FEATURES)
+        if int(bin_samples) < 1:
+            raise UsageError(f"Invalid value for the 'bin_samples' parameter: expected >= 1, got {bin_samples!r}.")
         self.alphas = tuple(alphas)
         self.n_chans, self.n_times = n_chans, n_times
+        self.features, self.bin_samples, self.cv = features, int(bin_samples), int(cv)
 
     def _features(self, X):
         X = np.asarray(X, dtype=np.float64)
-        return ((X - self.mean_[None, :, None]) / self.std_[None, :, None]).reshape(len(X), -1)
+        X = (X - self.mean_[None, :, None]) / self.std_[None, :, None]
+        if self.features == "bins":
+            nb = X.shape[2] // self.bin_samples
+            X = X[:, :, : nb * self.bin_samples].reshape(len(X), X.shape[1], nb, self.bin_samples).mean(-1)
+        return X.reshape(len(X), -1)
 
-    def fit(self, X, Y, subject=None):
-        """Fit on ``X`` (n, n_chans, n_times) and targets ``Y`` (n, d); returns ``self``."""
-        from sklearn.linear_model import RidgeCV
+    def fit(self, X, Y, subject=None, groups=None):
+        """Fit on ``X`` (n, n_chans, n_times) and targets ``Y`` (n, d); returns ``self``.
+
+        ``groups`` (n,): trials sharing a value (the same image) stay in one cross-validation fold.
+        """
+        from sklearn.linear_model import Ridge
 
         X = np.asarray(X)
+        Y = np.asarray(Y)
         self.n_chans, self.n_times = X.shape[1], X.shape[2]
         self.mean_ = X.mean(axis=(0, 2))
         self.std_ = X.std(axis=(0, 2)) + 1e-20
         F_ = self._features(X)
-        scale = F_.shape[1]
-        self.model_ = RidgeCV(alphas=[a * scale / 1000 for a in self.alphas]).fit(F_, np.asarray(Y))
-        self.alpha_ = float(self.model_.alpha_)
+        scale = F_.shape[1] / 1000
+        grid = [a * scale for a in self.alphas]
+        n_groups = len(F_) if groups is None else len(np.unique(groups))
+        folds = _grouped_folds(len(F_), groups, max(2, min(self.cv, n_groups)))
+        self.cv_errors_ = ridge_cv_errors(F_, Y, grid, folds)
+        self.alpha_ = float(grid[int(np.argmin(self.cv_errors_))])
+        self.model_ = Ridge(alpha=self.alpha_).fit(F_, Y)
         return self
 
     def predict(self, X, subject=None):

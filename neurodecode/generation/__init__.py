@@ -1,7 +1,7 @@
 """Shared generation backend: conditional diffusion with ANN or spiking denoisers."""
 
 _LAZY = {"BrainToImagePipeline": "pipeline", "BrainToImageOutput": "pipeline", "ConditionalUNet": "unet",
-         "SpikingUNet": "spiking", "calibrate": "hallucination", "OpCounter": "energy",
+         "SpikingUNet": "spiking", "ControlledUNet": "control", "calibrate": "hallucination", "OpCounter": "energy",
          "load_autoencoder": "latent"}
 
 

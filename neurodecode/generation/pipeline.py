@@ -12,12 +12,13 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..utils import InputFileError, UsageError, atomic_path
+from .control import ControlledUNet
 from .energy import OpCounter, energy_report
 from .hallucination import HallucinationCalibration, trajectory_variance
 from .spiking import SpikingUNet
 from .unet import ConditionalUNet
 
-DENOISERS = {"ConditionalUNet": ConditionalUNet, "SpikingUNet": SpikingUNet}
+DENOISERS = {"ConditionalUNet": ConditionalUNet, "SpikingUNet": SpikingUNet, "ControlledUNet": ControlledUNet}
 SCHEDULERS = {"DDIMScheduler": DDIMScheduler, "DDPMScheduler": DDPMScheduler}
 
 

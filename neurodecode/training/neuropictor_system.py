@@ -101,13 +101,20 @@ class NeuroPictorSystem(L.LightningModule):
         A checkpoint of :func:`save_checkpoint` to start from (the refinement stage of a
         pipeline config); the input layers of subjects it lacks stay freshly initialised.
     backend : object | None
-        Generation backend offering ``diffusion_loss(images, conditioning)``; frozen here.
+        Generation backend offering ``diffusion_loss(images, conditioning)``
+        (:class:`~neurodecode.generation.control.DiffusionBackend`): its U-Net is frozen, its control copy trained.
+    generator : str | None
+        Instead of ``backend``: a generator file whose denoiser is a ``ControlledUNet``
+        (``BrainToImagePipeline.save_weights``); the diffusion stage of a pipeline config.
     """
 
     def __init__(self, encoder, lr=1e-3, weight_decay=0.01, temperature=0.07, w_contrastive=1.0, w_embed=1.0,
-                 w_low=1.0, w_text=0.0, w_diffusion=0.0, low_channels=1, low_size=16, low_readout=True, init_weights=None, backend=None):
+                 w_low=1.0, w_text=0.0, w_diffusion=0.0, low_channels=1, low_size=16, low_readout=True, init_weights=None,
+                 backend=None, generator=None):
         super().__init__()
         self.encoder = encoder
+        if backend is None and generator is not None:
+            backend = diffusion_backend(generator)
         self.backend = backend
         self.save_hyperparameters(ignore=["encoder", "backend"])
         if not low_readout and encoder.map_channels != low_channels:
@@ -176,6 +183,27 @@ class NeuroPictorSystem(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
 
+def diffusion_backend(generator, *, train_control=True, cond_dropout=0.1, map_dropout=0.1):
+    """A :class:`~neurodecode.generation.control.DiffusionBackend` from a generator file (ControlledUNet denoiser).
+
+    The forward noising follows the generator's stored scheduler configuration (its training noise).
+    """
+    from diffusers import DDPMScheduler
+
+    from ..generation.control import ControlledUNet, DiffusionBackend
+    from ..generation.pipeline import BrainToImagePipeline
+    from ..utils import InputFileError
+
+    pipe = BrainToImagePipeline.from_weights(generator)
+    if not isinstance(pipe.denoiser, ControlledUNet):
+        raise InputFileError(
+            f"{generator}: the diffusion stage needs a generator with a control copy (ControlledUNet), "
+            f"but its denoiser is a {type(pipe.denoiser).__name__}."
+        )
+    return DiffusionBackend(pipe.denoiser, DDPMScheduler.from_config(pipe.scheduler.config), train_control=train_control,
+                            cond_dropout=cond_dropout, map_dropout=map_dropout)
+
+
 class NeuroPictorDataModule(L.LightningDataModule):
     """Per-subject batches read from an NSD-style responses file and an images file (for pipeline configs).
 
@@ -186,17 +214,21 @@ class NeuroPictorDataModule(L.LightningDataModule):
     batch_size : int
     low_size, low_channels : int
         Coarse-image target of the low-level maps.
+    image_size : int | None
+        Also give the seen images at the generator's resolution (the diffusion stage).
     seed : int
     """
 
-    def __init__(self, responses, images, subjects=None, batch_size=32, low_size=16, low_channels=1, seed=0):
+    def __init__(self, responses, images, subjects=None, batch_size=32, low_size=16, low_channels=1, image_size=None,
+                 seed=0):
         super().__init__()
         self.responses, self.images, self.subjects = responses, images, subjects
         self.batch_size, self.low_size, self.low_channels, self.seed = batch_size, low_size, low_channels, seed
+        self.image_size = image_size
 
     def setup(self, stage=None):
         data = load_training_data(self.responses, self.images, self.subjects, low_size=self.low_size,
-                                  low_channels=self.low_channels)
+                                  low_channels=self.low_channels, image_size=self.image_size)
         self.data = {s: {k: v for k, v in d.items() if k != "stim_ids"} for s, d in data.items()}
 
     def train_dataloader(self):
@@ -210,15 +242,30 @@ class ExportNeuroPictor(L.Callback):
     ----------
     path : str
         Output safetensors file.
+    generator_path : str | None
+        Where to write the generator with its trained control copy (diffusion stage).
     overwrite : bool
     """
 
-    def __init__(self, path, overwrite=False):
-        self.path, self.overwrite = path, overwrite
+    def __init__(self, path, generator_path=None, overwrite=False):
+        self.path, self.generator_path, self.overwrite = path, generator_path, overwrite
 
     def on_fit_end(self, trainer, pl_module):
         save_checkpoint(pl_module, self.path, overwrite=self.overwrite,
-                        extra={"epochs": trainer.current_epoch, "subjects": pl_module.encoder.subjects})
+                        extra={"epochs": trainer.current_epoch, "steps": trainer.global_step,
+                               "subjects": pl_module.encoder.subjects})
+        if self.generator_path and pl_module.backend is not None:
+            save_generator(pl_module.backend, self.generator_path, overwrite=self.overwrite)
+
+
+def save_generator(backend, path, *, overwrite=False):
+    """Write the backend's denoiser (frozen U-Net + trained control copy) as a generator file."""
+    from diffusers import DDIMScheduler
+
+    from ..generation.pipeline import BrainToImagePipeline
+
+    pipe = BrainToImagePipeline(backend.denoiser, DDIMScheduler.from_config(backend.noise_scheduler.config))
+    return pipe.save_weights(path, overwrite=overwrite)
 
 
 def _fit(system, data, epochs, batch_size, seed):
@@ -233,6 +280,42 @@ def _fit(system, data, epochs, batch_size, seed):
 def pretrain(system, data, *, epochs=30, batch_size=32, seed=0):
     """Stage 1: train on every subject in ``data`` (subjects interleaved batch by batch)."""
     return _fit(system, data, epochs, batch_size, seed)
+
+
+def finetune_diffusion(system, data, *, steps=150, batch_size=32, lr=None, seed=0):
+    """Diffusion stage: train the encoder (and the control copy) through the frozen generator's denoising loss.
+
+    NeuroPictor's objective: the decoded embedding (high level) and maps (low level) condition the frozen
+    U-Net (maps through its ControlNet-style copy), and the noise-prediction error on the seen images
+    is minimised with respect to the encoder and the control copy. The regression terms stay as
+    auxiliaries with the system's weights (set them to 0 for the pure diffusion objective).
+
+    Parameters
+    ----------
+    system : NeuroPictorSystem
+        With a ``backend`` (:class:`~neurodecode.generation.control.DiffusionBackend`) and ``w_diffusion > 0``.
+    data : dict of str to dict
+        As for :func:`pretrain`, each subject's dict also holding ``images`` (n, C, S, S) in [-1, 1] at the
+        generator's resolution.
+    steps : int
+        Optimiser updates (whatever the amount of data, so that subjects with few trials get as many).
+    lr : float | None
+        Learning rate of this stage (default: the system's).
+    """
+    if system.backend is None or not system.hparams.w_diffusion:
+        raise UsageError("The diffusion stage needs a NeuroPictorSystem built with backend=DiffusionBackend(...) and w_diffusion > 0.")
+    missing = [s for s, d in data.items() if "images" not in d]
+    if missing:
+        raise UsageError(f"The diffusion stage needs 'images' (n, C, S, S) in [-1, 1] for every subject; missing for {missing}.")
+    if lr is not None:
+        system.hparams.lr = lr
+    seed_everything(seed)
+    loader = torch.utils.data.DataLoader(SubjectBatches(data, batch_size, seed=seed), batch_size=None)
+    trainer = L.Trainer(max_steps=int(steps), max_epochs=-1, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        deterministic=True)
+    trainer.fit(system, loader)
+    return system
 
 
 def refine(system, data, subject, *, epochs=30, batch_size=32, lr=None, seed=0):
@@ -250,8 +333,11 @@ def refine(system, data, subject, *, epochs=30, batch_size=32, lr=None, seed=0):
 # --------------------------------------------------------------------------------------------
 # Checkpoints and the entry point for ``neurodecode train``
 # --------------------------------------------------------------------------------------------
-def save_checkpoint(system, path, *, overwrite=False, extra=None):
-    """Write the encoder + readout weights (safetensors) and its config (JSON in the metadata)."""
+def save_checkpoint(system, path, *, overwrite=False, extra=None, half=False):
+    """Write the encoder + readout weights (safetensors) and its config (JSON in the metadata).
+
+    ``half=True`` stores floating-point tensors in float16 (half the size; loaded back as float32).
+    """
     from safetensors.torch import save_file
 
     enc = system.encoder
@@ -267,12 +353,15 @@ def save_checkpoint(system, path, *, overwrite=False, extra=None):
         "extra": extra or {},
     }
     state = {k: v.detach().contiguous() for k, v in system.state_dict().items() if not k.startswith("backend.")}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata={"config": json.dumps(config)})
     return Path(path)
 
 
-_SYSTEM_ARGS = set(inspect.signature(NeuroPictorSystem.__init__).parameters) - {"self", "encoder", "backend", "init_weights"}
+_SYSTEM_ARGS = set(inspect.signature(NeuroPictorSystem.__init__).parameters) - {"self", "encoder", "backend", "init_weights",
+                                                                                 "generator"}
 
 
 def load_checkpoint(path):
@@ -292,7 +381,7 @@ def load_checkpoint(path):
     return system
 
 
-def load_training_data(responses_path, images_path, subjects=None, *, low_size=16, low_channels=1):
+def load_training_data(responses_path, images_path, subjects=None, *, low_size=16, low_channels=1, image_size=None):
     """Read an NSD-style responses file and an images file into per-subject training arrays.
 
     Parameters
@@ -304,10 +393,14 @@ def load_training_data(responses_path, images_path, subjects=None, *, low_size=1
     subjects : list of str | None
         Subjects to read; ``None`` reads all groups.
 
+    image_size : int | None
+        Also return ``images`` (n, low_channels, image_size, image_size) in [-1, 1] (area-resized), the
+        diffusion stage's targets.
+
     Returns
     -------
     dict of str to dict
-        Per subject ``x``, ``embeds``, ``low``, ``stim_ids``.
+        Per subject ``x``, ``embeds``, ``low``, ``stim_ids`` (and ``images``).
     """
     import h5py
 
@@ -325,22 +418,30 @@ def load_training_data(responses_path, images_path, subjects=None, *, low_size=1
     if low_channels == 1 and images.ndim == 4:
         images = images.mean(1, keepdims=True)
     low = low_level_target(images, low_size).numpy()
+    full = low_level_target(images, image_size).numpy() if image_size else None
     data = {}
     for s in subjects:
         r = read_nsd_responses(responses_path, s)
         if r.stim_ids.max(initial=0) >= len(images):
             raise InputFileError(f"{responses_path}: subject {s} references image {r.stim_ids.max()} but {images_path} has {len(images)}.")
         data[s] = {"x": r.responses, "embeds": embeds[r.stim_ids], "low": low[r.stim_ids], "stim_ids": r.stim_ids}
+        if full is not None:
+            data[s]["images"] = full[r.stim_ids]
     return data
 
 
 def train_from_config(stage, responses, images, output, *, subjects=None, subject=None, init=None, epochs=30,
-                      batch_size=32, lr=1e-3, seed=0, encoder_kwargs=None, overwrite=False):
+                      batch_size=32, lr=1e-3, seed=0, encoder_kwargs=None, overwrite=False, generator=None,
+                      generator_output=None, steps=150, aux_weight=0.1):
     """Run one NeuroPictor stage from files; the function ``neurodecode train`` can call.
 
     Parameters
     ----------
-    stage : {"pretrain", "refine"}
+    stage : {"pretrain", "refine", "diffusion"}
+        ``"diffusion"`` fine-tunes ``init`` (on ``subject``, or on ``subjects``) and the generator's control copy
+        through the frozen generator's denoising loss for ``steps`` updates, with the regression terms
+        weighted by ``aux_weight``; it needs ``generator`` (a ControlledUNet generator file) and writes the
+        updated generator to ``generator_output``.
     responses, images : path-like
         See :func:`load_training_data`.
     output : path-like
@@ -362,12 +463,20 @@ def train_from_config(stage, responses, images, output, *, subjects=None, subjec
     from ..decoders.neuropictor import NeuroPictorEncoder
     from ..utils import check_option
 
-    check_option("stage", stage, ["pretrain", "refine"])
+    check_option("stage", stage, ["pretrain", "refine", "diffusion"])
     if stage == "refine":
         if subject is None or init is None:
             raise UsageError("The 'refine' stage needs both subject= (who to refine on) and init= (a pre-trained checkpoint).")
         subjects = [subject]
-    data = load_training_data(responses, images, subjects)
+    image_size = None
+    if stage == "diffusion":
+        if init is None or generator is None or generator_output is None:
+            raise UsageError("The 'diffusion' stage needs init= (an encoder checkpoint), generator= (a generator with a "
+                             "control copy) and generator_output= (where to write its trained copy).")
+        backend = diffusion_backend(generator)
+        image_size = backend.denoiser.config.sample_size
+        subjects = [subject] if subject is not None else subjects
+    data = load_training_data(responses, images, subjects, image_size=image_size)
     data = {s: {k: v for k, v in d.items() if k != "stim_ids"} for s, d in data.items()}
     if init is not None:
         system = load_checkpoint(init)
@@ -382,8 +491,15 @@ def train_from_config(stage, responses, images, output, *, subjects=None, subjec
         system = NeuroPictorSystem(enc, lr=lr)
     if stage == "pretrain":
         pretrain(system, data, epochs=epochs, batch_size=batch_size, seed=seed)
-    else:
+    elif stage == "refine":
         refine(system, data, subject, epochs=epochs, batch_size=batch_size, seed=seed)
+    else:
+        for k in ("w_contrastive", "w_embed", "w_low", "w_text"):
+            system.hparams[k] = float(aux_weight) * (1.0 if k != "w_text" or system.encoder.text_dim else 0.0)
+        system.hparams.w_diffusion = 1.0
+        system.backend = backend
+        finetune_diffusion(system, data, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+        save_generator(backend, generator_output, overwrite=overwrite)
     return save_checkpoint(system, output, overwrite=overwrite,
                            extra={"stage": stage, "subjects": sorted(data), "epochs": epochs, "seed": seed,
                                   "responses": str(responses), "images": str(images)})
@@ -543,15 +659,37 @@ def reconstruct_fmri(checkpoint, generator, responses, output_dir, *, subject=No
     return report
 
 
+#: Shipped demo names: the simulated benchmark's sim-01 model (``neurodecode/weights``) and its test
+#: responses, which hold real BOLD noise and so are rebuilt on demand into the user's cache
+#: (:func:`neurodecode.datasets.simulated_fmri.neuropictor_demo_file`), never shipped.
+SHIPPED = {"neuropictor-sim": "neuropictor_sim", "neuropictor-sim-demo": None}
+
+
+def shipped_file(spec, suffix):
+    """A path as given, or a shipped name -> its file.
+
+    ``neuropictor-sim`` -> its file in neurodecode/weights; ``neuropictor-sim-demo`` -> the demo
+    responses, regenerated into the cache on first use (needs the data folder, ``NEURODECODE_DATA``).
+    """
+    if Path(str(spec)).exists() or str(spec) not in SHIPPED:
+        return spec
+    if SHIPPED[str(spec)] is None:
+        from ..datasets.simulated_fmri import neuropictor_demo_file
+
+        return neuropictor_demo_file()
+    return Path(__file__).resolve().parents[1] / "weights" / f"{SHIPPED[str(spec)]}{suffix}"
+
+
 def fmri_conditioning(decoder, input_path, levels=("high", "low"), **_):
     """Handler of ``neurodecode reconstruct --modality fmri`` (see ``_cli/reconstruct.py``).
 
     Parameters
     ----------
     decoder : path-like
-        NeuroPictor checkpoint (:func:`save_checkpoint`).
+        NeuroPictor checkpoint (:func:`save_checkpoint`), or ``neuropictor-sim`` (shipped demo model).
     input_path : path-like
-        NSD-style HDF5 responses of one subject; ``file.h5#sub-02`` picks a subject in a multi-subject
+        NSD-style HDF5 responses of one subject, or ``neuropictor-sim-demo`` (the simulated test
+        responses of the demo model's subject, rebuilt into the cache from the data folder on first use); ``file.h5#sub-02`` picks a subject in a multi-subject
         file. Repeats of a stimulus are averaged. When the file also holds a top-level ``images``
         dataset (n, H, W[, C]) or (n, C, H, W) indexed by stim id, those are returned as the seen images.
     levels : tuple of {"high", "low"}
@@ -567,6 +705,8 @@ def fmri_conditioning(decoder, input_path, levels=("high", "low"), **_):
     from ..datasets.fmri import average_repeats, read_nsd_responses
 
     path, _, subject = str(input_path).partition("#")
+    path = shipped_file(path, ".h5")
+    decoder = shipped_file(decoder, ".safetensors")
     data = average_repeats(read_nsd_responses(path, subject or None))
     system = load_checkpoint(decoder)
     enc = system.encoder.eval()

@@ -33,7 +33,8 @@ def _artifacts(artifacts):
     return sorted(set(artifacts), key=lambda a: 0 if a == "eog" else 1)
 
 
-def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None):
+def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None,
+              precision="float32"):
     """Remove EMG and/or EOG artifacts from a recording.
 
     Parameters
@@ -54,6 +55,9 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         Chunk length in seconds.
     models : list of ATAT | None
         Use these instead of the shipped weights (``method="atat"`` only).
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the AT-AT transformer (``method="atat"`` only); see
+        :func:`neurodecode.artifacts.apply.apply_denoiser`.
 
     Returns
     -------
@@ -70,7 +74,7 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         from .atat import ATAT
 
         models = models or [ATAT.from_pretrained(a) for a in arts]
-        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s)
+        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, precision=precision)
     elif method == "filter":
         cleaned, summary = _clean_filter(raw, arts, progress, chunk_s)
     else:

@@ -72,6 +72,96 @@ def _normalise(seg):
 
 
 PRECISIONS = ("float32", "bfloat16")
+# whole-recording defaults (apply_denoiser, clean_raw): chosen on validation data, within 5 % of the
+# reference (float32, 50 % overlap) in RRMSE_t; see docs/benchmarks/artifacts.md, "Speed"
+DEFAULT_PRECISION = "auto"
+DEFAULT_OVERLAP = 0.25
+
+
+# ------------------------------------------------------------------------------------------------
+# Pre-screen: a cheap per-window feature, computed in numpy on all flagged windows at once, that
+# vetoes the transformer on windows which are clearly clean for this artifact. Each feature is
+# scale-free (windows are compared at unit std) and larger on contaminated windows; a window is
+# skipped when its value is below the model's threshold. Thresholds are the ``miss`` quantile of the
+# feature on the contaminated VALIDATION windows (all SNRs), so that about that share of them would
+# be skipped (calibrate_prescreen); they ship in weights/atat_prescreen.json.
+PRESCREEN_FILE = "atat_prescreen.json"
+
+
+def _hf_fraction(w, sfreq, f_cut=30.0):
+    """Share of a window's power above ``f_cut`` Hz (EMG is broadband, clean EEG has little there)."""
+    from scipy.fft import rfft, rfftfreq
+
+    p = np.abs(rfft(w - w.mean(-1, keepdims=True), axis=-1)) ** 2
+    f = rfftfreq(w.shape[-1], 1.0 / sfreq)
+    return p[:, f > f_cut].sum(-1) / np.maximum(p[:, 1:].sum(-1), 1e-30)
+
+
+def _smoothness(w, sfreq):
+    """Minus the mean absolute first difference of the unit-std window (EOG is slow and smooth)."""
+    sd = np.maximum(w.std(-1), 1e-30)
+    return -np.abs(np.diff(w, axis=-1)).mean(-1) / sd
+
+
+PRESCREEN_FEATURES = {"hf_fraction": _hf_fraction, "smoothness": _smoothness}
+
+
+def load_prescreen(artifact):
+    """The shipped pre-screen ``{"feature", "threshold", ...}`` of a model, or None."""
+    from pathlib import Path
+
+    f = Path(__file__).resolve().parents[1] / "weights" / PRESCREEN_FILE
+    if not f.is_file():
+        return None
+    return json.loads(f.read_text()).get(artifact)
+
+
+def calibrate_prescreen(val_y, feature, sfreq, miss=0.01):
+    """Threshold of a pre-screen feature: its ``miss`` quantile on contaminated validation windows.
+
+    Parameters
+    ----------
+    val_y : ndarray, shape (n_windows, n_times)
+        Contaminated validation windows (every SNR of the split).
+    feature : str
+        A key of ``PRESCREEN_FEATURES``.
+
+    Returns
+    -------
+    dict
+        ``feature``, ``threshold``, ``miss`` (the quantile asked for).
+    """
+    vals = PRESCREEN_FEATURES[feature](np.asarray(val_y, np.float64), sfreq)
+    return {"feature": feature, "threshold": float(np.quantile(vals, miss)), "miss": float(miss)}
+
+
+def prescreen_skip(windows, prescreen, sfreq):
+    """Boolean ``(n_windows,)``: True for windows the pre-screen calls clearly clean."""
+    if prescreen is None or len(windows) == 0:
+        return np.zeros(len(windows), bool)
+    return PRESCREEN_FEATURES[prescreen["feature"]](windows, sfreq) < prescreen["threshold"]
+
+
+def cpu_has_bf16():
+    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16; Linux only).
+
+    Elsewhere bfloat16 would be emulated, which is slower than float32, so ``"auto"`` keeps float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision):
+    """``"auto"`` -> ``"bfloat16"`` on CPUs with native bf16, else ``"float32"``; checks the value."""
+    if precision == "auto":
+        return "bfloat16" if cpu_has_bf16() else "float32"
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}.")
+    return precision
 
 
 def transformer_fn(net, precision="float32"):
@@ -89,8 +179,7 @@ def transformer_fn(net, precision="float32"):
     import torch
     import torch.nn.functional as F
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    precision = resolve_precision(precision)
     if precision == "float32":
         return net
     tf = copy.deepcopy(net.transformer).eval().to(torch.bfloat16)
@@ -139,7 +228,7 @@ def hop_for(model, overlap):
     return min(max(hop, win // 2), win - span)
 
 
-def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5):
+def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, prescreen=None):
     """Overlap-add denoising of rows at the model's rate.
 
     Parameters
@@ -150,6 +239,9 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5):
     overlap : float
         Fraction of a window shared with the next one (0.5: windows every half window; 0.25:
         every three quarters, a third fewer windows). Weights: :func:`crossfade_weights`.
+    prescreen : dict | None
+        ``{"feature", "threshold"}`` (:func:`load_prescreen`): windows the gate flags but the
+        pre-screen calls clearly clean skip the transformer (gated mode only).
 
     Returns
     -------
@@ -205,6 +297,10 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5):
             win_gate = np.zeros((n_rows, n_win), bool)
             for k in range(per_win):
                 win_gate |= spans[:, starts + k]
+            if prescreen is not None:
+                r, k = np.nonzero(win_gate)
+                skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
+                win_gate[r[skip], k[skip]] = False
         else:
             win_gate = np.ones((n_rows, n_win), bool)
         todo = np.argwhere(win_gate)
@@ -222,7 +318,7 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5):
     return acc[:, lead : lead + n].astype(np.float64), win_gate.mean(1)
 
 
-def denoise_array(model, x, sfreq, *, gated=True, highpass=True, precision="float32", overlap=0.5):
+def denoise_array(model, x, sfreq, *, gated=True, highpass=True, precision="float32", overlap=0.5, prescreen=None):
     """Denoise rows of ``x`` (n_rows, n_times) at ``sfreq``; returns the cleaned array, same shape."""
     x = np.asarray(x, np.float64)
     if x.shape[-1] < 2:
@@ -234,7 +330,7 @@ def denoise_array(model, x, sfreq, *, gated=True, highpass=True, precision="floa
             f"segments are too short: {x.shape[-1] / sfreq:.2f} s, the model needs at least "
             f"{model.n_times / 2 / model.sfreq:.2f} s."
         )
-    removed, _ = _denoise_rows(model, sig, gated, precision, overlap)
+    removed, _ = _denoise_rows(model, sig, gated, precision, overlap, prescreen)
     return x - _resample_back(removed, model.sfreq, sfreq, x.shape[-1])
 
 
@@ -314,8 +410,8 @@ def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
 
 
 def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
-                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True, precision="float32",
-                   overlap=0.5):
+                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True, precision=DEFAULT_PRECISION,
+                   overlap=DEFAULT_OVERLAP, prescreen=True):
     """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
 
     Parameters
@@ -335,13 +431,20 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     gated : bool
         Use each model's gate (the transformer runs only on windows it flags); ``False`` runs the
         transformer on every window (slower; for comparisons).
-    precision : {"float32", "bfloat16"}
-        Arithmetic of the transformer. ``"float32"`` (default) is the reference; ``"bfloat16"`` is
-        faster on CPUs with bf16 instructions but changes the output (validation cost in
-        ``docs/benchmarks/artifacts.md``, "Speed").
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the transformer. ``"float32"`` is the reference; ``"bfloat16"`` is faster on
+        CPUs with native bf16 instructions and changed validation RRMSE_t by at most 0.1 %;
+        ``"auto"`` (default) picks bfloat16 where the CPU has it (:func:`cpu_has_bf16`), else float32.
     overlap : float
-        Fraction of each window shared with the next (0.5 default; 0.25 runs a third fewer
-        windows, with short ``sin^2`` cross-fades; validation cost in the same section).
+        Fraction of each window shared with the next. 0.25 (default) runs a third fewer windows
+        than 0.5 (the reference), with ``sin^2`` cross-fades of a quarter window; it changed
+        validation RRMSE_t by +0.6 % (EMG) and +2.8 % (EOG). Both costs: ``docs/benchmarks/artifacts.md``,
+        "Speed" (``benchmarks/artifacts_speed_options.py``).
+    prescreen : bool
+        With ``gated``, windows the gate flags but a cheap spectral/shape feature calls clearly
+        clean skip the transformer (:func:`load_prescreen`; thresholds calibrated on validation
+        windows so that about 1 % of contaminated ones would be skipped). Models without a shipped
+        pre-screen are unaffected.
 
     Returns
     -------
@@ -356,8 +459,11 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     import mne
 
     models = list(models) if isinstance(models, (list, tuple)) else [models]
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    precision = resolve_precision(precision)
+    for m in models:
+        if hasattr(m, "net"):
+            hop_for(m, overlap)  # checks the value before any work
+    screens = {m.artifact: (load_prescreen(m.artifact) if (prescreen and gated) else None) for m in models}
     t0 = time.time()
     sf = raw.info["sfreq"]
     pick_idx = mne.pick_types(raw.info, eeg=True, exclude="bads") if picks == "eeg" else \
@@ -394,7 +500,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         for m in models:
             hp = _highpass(eeg, sf, m.l_freq)
             sig = _resample(hp, sf, m.sfreq)
-            removed, gfrac = _denoise_rows(m, sig, gated, precision, overlap)
+            removed, gfrac = _denoise_rows(m, sig, gated, precision, overlap, screens[m.artifact])
             back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
             eeg = eeg - back
             gate[m.artifact].append(float(gfrac.mean()))
@@ -448,6 +554,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         "n_annotations_added": len(onsets),
         "precision": precision,
         "overlap": overlap,
+        "prescreen": screens,
         "gate_fraction": {art: float(np.mean(g)) if g else 0.0 for art, g in gate.items()},
         "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "tau_hi": float(getattr(m.net, "tau_hi", 2.0)),
                     "n_parameters": m.n_parameters()}

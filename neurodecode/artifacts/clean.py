@@ -34,7 +34,7 @@ def _artifacts(artifacts):
 
 
 def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None,
-              precision="float32"):
+              precision="auto", overlap=None):
     """Remove EMG and/or EOG artifacts from a recording.
 
     Parameters
@@ -55,9 +55,12 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         Chunk length in seconds.
     models : list of ATAT | None
         Use these instead of the shipped weights (``method="atat"`` only).
-    precision : {"float32", "bfloat16"}
+    precision : {"auto", "float32", "bfloat16"}
         Arithmetic of the AT-AT transformer (``method="atat"`` only); see
         :func:`neurodecode.artifacts.apply.apply_denoiser`.
+    overlap : float | None
+        Window overlap fraction of AT-AT (``method="atat"`` only); None: the default of
+        :func:`~neurodecode.artifacts.apply.apply_denoiser` (0.25).
 
     Returns
     -------
@@ -74,7 +77,8 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         from .atat import ATAT
 
         models = models or [ATAT.from_pretrained(a) for a in arts]
-        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, precision=precision)
+        kw = {} if overlap is None else {"overlap": overlap}
+        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, precision=precision, **kw)
     elif method == "filter":
         cleaned, summary = _clean_filter(raw, arts, progress, chunk_s)
     else:

@@ -34,7 +34,7 @@ def _artifacts(artifacts):
 
 
 def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None,
-              precision="auto", overlap=None):
+              precision="auto", overlap=None, prescreen=True):
     """Remove EMG and/or EOG artifacts from a recording.
 
     Parameters
@@ -61,6 +61,8 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
     overlap : float | None
         Window overlap fraction of AT-AT (``method="atat"`` only); None: the default of
         :func:`~neurodecode.artifacts.apply.apply_denoiser` (0.25).
+    prescreen : bool
+        Let the shipped pre-screen veto the transformer on clearly clean windows (``method="atat"``).
 
     Returns
     -------
@@ -78,7 +80,8 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
 
         models = models or [ATAT.from_pretrained(a) for a in arts]
         kw = {} if overlap is None else {"overlap": overlap}
-        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, precision=precision, **kw)
+        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, precision=precision,
+                                          prescreen=prescreen, **kw)
     elif method == "filter":
         cleaned, summary = _clean_filter(raw, arts, progress, chunk_s)
     else:

@@ -410,8 +410,8 @@ def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
 
 
 def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
-                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True, precision=DEFAULT_PRECISION,
-                   overlap=DEFAULT_OVERLAP, prescreen=True):
+                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True, precision=None,
+                   overlap=None, prescreen=True):
     """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
 
     Parameters
@@ -431,12 +431,14 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     gated : bool
         Use each model's gate (the transformer runs only on windows it flags); ``False`` runs the
         transformer on every window (slower; for comparisons).
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the transformer. ``"float32"`` is the reference; ``"bfloat16"`` is faster on
+    precision : {"auto", "float32", "bfloat16"} | None
+        Arithmetic of the transformer; None: ``"auto"`` when ``gated``, ``"float32"`` otherwise (the
+        ungated path stays the reference). ``"float32"`` is the reference; ``"bfloat16"`` is faster on
         CPUs with native bf16 instructions and changed validation RRMSE_t by at most 0.1 %;
-        ``"auto"`` (default) picks bfloat16 where the CPU has it (:func:`cpu_has_bf16`), else float32.
-    overlap : float
-        Fraction of each window shared with the next. 0.25 (default) runs a third fewer windows
+        ``"auto"`` picks bfloat16 where the CPU has it (:func:`cpu_has_bf16`), else float32.
+    overlap : float | None
+        Fraction of each window shared with the next; None: 0.25 when ``gated``, 0.5 otherwise.
+        0.25 runs a third fewer windows
         than 0.5 (the reference), with ``sin^2`` cross-fades of a quarter window; it changed
         validation RRMSE_t by +0.6 % (EMG) and +2.8 % (EOG). Both costs: ``docs/benchmarks/artifacts.md``,
         "Speed" (``benchmarks/artifacts_speed_options.py``).
@@ -459,6 +461,10 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     import mne
 
     models = list(models) if isinstance(models, (list, tuple)) else [models]
+    if precision is None:
+        precision = DEFAULT_PRECISION if gated else "float32"
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP if gated else 0.5
     precision = resolve_precision(precision)
     for m in models:
         if hasattr(m, "net"):

@@ -34,7 +34,7 @@ def _artifacts(artifacts):
 
 
 def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None,
-              precision="auto", overlap=None, prescreen=True):
+              precision=None, overlap=None, prescreen=True):
     """Remove EMG and/or EOG artifacts from a recording.
 
     Parameters
@@ -55,8 +55,8 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         Chunk length in seconds.
     models : list of ATAT | None
         Use these instead of the shipped weights (``method="atat"`` only).
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the AT-AT transformer (``method="atat"`` only); see
+    precision : {"auto", "float32", "bfloat16"} | None
+        Arithmetic of the AT-AT transformer (``method="atat"`` only; None: ``"auto"``); see
         :func:`neurodecode.artifacts.apply.apply_denoiser`.
     overlap : float | None
         Window overlap fraction of AT-AT (``method="atat"`` only); None: the default of
@@ -79,9 +79,9 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         from .atat import ATAT
 
         models = models or [ATAT.from_pretrained(a) for a in arts]
-        kw = {} if overlap is None else {"overlap": overlap}
-        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, precision=precision,
-                                          prescreen=prescreen, **kw)
+        kw = {k: v for k, v in (("overlap", overlap), ("precision", precision)) if v is not None}
+        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, prescreen=prescreen,
+                                          **kw)
     elif method == "filter":
         cleaned, summary = _clean_filter(raw, arts, progress, chunk_s)
     else:

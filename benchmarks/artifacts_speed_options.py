@@ -16,7 +16,8 @@ the reference (float32, 50 % overlap, no pre-screen), and CPU seconds.
 The pre-screen thresholds (``neurodecode/weights/atat_prescreen.json``, written with
 ``--write-prescreen``) are calibrated here too: the 1 % quantile of the feature on the contaminated
 validation windows; the table shows the share of contaminated validation windows skipped per SNR
-(the miss rate) and of clean validation windows skipped (what it saves). Test data are never read.
+(the miss rate) and of clean validation windows skipped (what it saves); ``--eog-feature`` picks the
+EOG feature (``smoothness``, shipped; ``smoothness_40``). Test data are never read.
 """
 
 import argparse
@@ -34,6 +35,7 @@ def main(argv=None):
     p.add_argument("--store-dir", default=str(ROOT / "build" / "datasets"))
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--miss", type=float, default=0.01, help="pre-screen: quantile on contaminated val windows")
+    p.add_argument("--eog-feature", default="smoothness", help="pre-screen feature of the EOG model")
     p.add_argument("--write-prescreen", action="store_true", help="write neurodecode/weights/atat_prescreen.json")
     a = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -46,7 +48,7 @@ def main(argv=None):
     from neurodecode.artifacts.atat import ATAT
     from neurodecode.datasets.denoise import load_benchmark
 
-    features = {"emg": "hf_fraction", "eog": "smoothness"}
+    features = {"emg": "hf_fraction", "eog": a.eog_feature}
     screens = {}
     print("## Pre-screen calibration (validation split)\n")
     print("| model | feature | threshold | contaminated val windows skipped (miss), per SNR dB | "

@@ -103,7 +103,17 @@ def _smoothness(w, sfreq):
     return -np.abs(np.diff(w, axis=-1)).mean(-1) / sd
 
 
-PRESCREEN_FEATURES = {"hf_fraction": _hf_fraction, "smoothness": _smoothness}
+def _smoothness_40(w, sfreq, f_cut=40.0):
+    """:func:`_smoothness` of the window band-limited to ``f_cut`` Hz, so that it does not depend on
+    how much high-frequency content the recording's own rate leaves (e.g. 160 Hz data resampled)."""
+    from scipy.fft import irfft, rfft, rfftfreq
+
+    spec = rfft(w - w.mean(-1, keepdims=True), axis=-1)
+    spec[:, rfftfreq(w.shape[-1], 1.0 / sfreq) > f_cut] = 0
+    return _smoothness(irfft(spec, w.shape[-1], axis=-1), sfreq)
+
+
+PRESCREEN_FEATURES = {"hf_fraction": _hf_fraction, "smoothness": _smoothness, "smoothness_40": _smoothness_40}
 
 
 def load_prescreen(artifact):

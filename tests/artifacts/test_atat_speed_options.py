@@ -89,3 +89,16 @@ def test_bfloat16_transformer_stays_close_to_float32():
         bf = A.transformer_fn(net, "bfloat16")(y)
     rel = float((bf - ref).norm() / (y - ref).norm())  # relative to the removed signal
     assert bf.dtype == torch.float32 and 0 < rel < 0.05
+
+
+def test_band_limited_smoothness_ignores_content_above_its_cut():
+    rng = np.random.default_rng(2)
+    t = np.arange(512) / 256.0
+    slow = np.sin(2 * np.pi * 3 * t)
+    hiss = 0.5 * np.sin(2 * np.pi * 90 * t)  # above 40 Hz: the band-limited feature must not see it
+    f40 = A.PRESCREEN_FEATURES["smoothness_40"]
+    fall = A.PRESCREEN_FEATURES["smoothness"]
+    x = np.vstack([slow, slow + hiss, rng.standard_normal(512)])
+    v40, vall = f40(x, 256.0), fall(x, 256.0)
+    assert abs(v40[0] - v40[1]) < 1e-3 and vall[1] < vall[0] - 0.1
+    assert v40[2] < v40[0]  # white noise is rougher than a slow wave

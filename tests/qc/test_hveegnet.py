@@ -118,8 +118,17 @@ def test_chunking_does_not_change_scores(model):
     a = model.score(raw, chunk_s=3)
     b = model.score(raw, chunk_s=60)
     assert len(a.scores) == 24  # 23 full windows + one aligned to the end
-    np.testing.assert_allclose(a.channel_errors, b.channel_errors, rtol=1e-4, atol=1e-3)
+    assert a.channel_errors is None  # the default residual score skips soft-DTW
+    np.testing.assert_allclose(a.channel_scores, b.channel_scores, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(a.onsets, b.onsets)
+    kept = list(model.score_features)
+    try:
+        model.set_score_features(["error"])  # a score that uses the paper's error computes it
+        a, b = model.score(raw, chunk_s=3), model.score(raw, chunk_s=60)
+    finally:
+        model.set_score_features(kept)
+    assert np.isfinite(a.channel_errors).all() and a.channel_errors.shape == (24, 19)
+    np.testing.assert_allclose(a.channel_errors, b.channel_errors, rtol=1e-4, atol=1e-3)
 
 
 def test_annotate_flags_injected_spike_and_keeps_input(model):

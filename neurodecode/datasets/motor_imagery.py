@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import InputFileError, UsageError, check_option, config_hash, data_dir, record_warning, sha256_file
+from ..utils import cache_dir as default_cache_dir
 
 logger = logging.getLogger("neurodecode")
 
@@ -221,7 +222,7 @@ def build_motor_imagery(data_dir_=None, *, subjects=None, cache_dir=None, overwr
             if p.exists():
                 sources[p.relative_to(root).as_posix()] = sha256_file(p)
     key = config_hash({"recipe": recipe, "sources": sources})
-    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "neurodecode"
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     out = cache / f"eegmmidb_{recipe['task']}-{key}.h5"
     if out.exists() and not overwrite:

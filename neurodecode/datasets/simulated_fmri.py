@@ -20,12 +20,12 @@ every output's ``meta["simulated"]``. Per subject:
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..utils import UsageError, data_dir
+from ..utils import cache_dir as default_cache_dir
 from .fmri import BoldMasker, FMRIResponses
 
 #: Real 4D BOLD runs used as noise sources, relative to the data folder.
@@ -163,12 +163,6 @@ DEMO_PARAMS = {
 }
 
 
-def cache_root():
-    """Folder for rebuildable files: ``$XDG_CACHE_HOME/neurodecode`` (default ``~/.cache/neurodecode``)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base).expanduser() if base else Path.home() / ".cache") / "neurodecode"
-
-
 def benchmark_images(*, seed=0, n_images=800, size=16, encoder_size=128, cache_dir=None):
     """The simulated benchmark's images and their embeddings.
 
@@ -191,7 +185,7 @@ def benchmark_images(*, seed=0, n_images=800, size=16, encoder_size=128, cache_d
     keep = np.sort(np.random.default_rng(seed + 7).choice(len(iset), int(n_images), replace=False))
     imgs = iset.images[keep]
     emb = encode_cached(get_image_encoder(image_size=encoder_size), imgs,
-                        cache_dir=cache_root() / "embeddings" if cache_dir is None else cache_dir)
+                        cache_dir=default_cache_dir() / "embeddings" if cache_dir is None else cache_dir)
     f = 64 // size
     grey = imgs.astype(np.float32).mean(-1).reshape(len(imgs), size, f, size, f).mean((2, 4)) / 255.0
     return grey, emb, iset, keep
@@ -210,7 +204,7 @@ def neuropictor_demo_file(*, params=None, cache_dir=None):
 
     The file holds real BOLD noise (from the data folder), so it is not shipped; it is regenerated
     with the benchmark's simulation and seed (``benchmarks/neuropictor_simulated.py``) and kept in
-    ``cache_dir`` (default :func:`cache_root`; image embeddings in its ``embeddings`` folder) under a
+    ``cache_dir`` (default :func:`neurodecode.utils.cache_dir`; image embeddings in its ``embeddings`` folder) under a
     name that hashes the parameters; an existing file is reused. Takes about 20 s of CPU the first
     time (image embeddings and the BOLD run), then none. Layout: NSD-style group ``sim-01`` (two repeats per test image) plus a top-level
     ``images`` dataset (n_images, 16, 16) float16 of the seen grey images indexed by stim id (only
@@ -238,7 +232,7 @@ def neuropictor_demo_file(*, params=None, cache_dir=None):
     from .fmri import FMRIResponses, average_repeats, write_nsd_responses
 
     p = dict(DEMO_PARAMS if params is None else params)
-    cache_dir = cache_root() if cache_dir is None else cache_dir
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     out = Path(cache_dir) / f"neuropictor_sim_demo-{config_hash(p)[:16]}.h5"
     if out.is_file():
         return out

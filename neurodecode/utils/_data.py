@@ -16,6 +16,13 @@ def data_dir():
     return Path(env).expanduser().resolve() if env else _DEFAULT
 
 
+def cache_dir():
+    """Folder for files the package can rebuild (window stores, embeddings, demo inputs):
+    ``$XDG_CACHE_HOME/neurodecode``, by default ``~/.cache/neurodecode``. It may not exist yet."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base).expanduser() if base else Path.home() / ".cache") / "neurodecode"
+
+
 def requires_data_path(*parts):
     """Return ``data_dir() / parts``, raising FileNotFoundError with a reason if absent."""
     p = data_dir().joinpath(*parts)

@@ -9,6 +9,7 @@ import importlib
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Optional, Union
 
 import lightning as L
@@ -251,11 +252,34 @@ def fit_predict(model_name, X_train, y_train, X_test, *, sfreq, n_outputs, model
     return torch.cat(preds).numpy(), count_parameters(model), train_time
 
 
+def _root_dir_override(config, overrides):
+    """``--trainer.default_root_dir`` for a config that names none, else nothing.
+
+    Without a logger Lightning's log directory is the working directory, so LightningCLI would
+    write (and, on a rerun, replace) ``config.yaml`` wherever the user happens to stand; each
+    pipeline gets its own folder under ``results/train/`` instead.
+    """
+    if any(o.startswith("--trainer.default_root_dir") for o in overrides):
+        return []
+    try:
+        cfg = yaml.safe_load(Path(config).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []  # LightningCLI reports an unreadable config itself
+    trainer = cfg.get("trainer") if isinstance(cfg, dict) else None
+    if isinstance(trainer, dict) and trainer.get("default_root_dir"):
+        return []
+    return [f"--trainer.default_root_dir={Path('results') / 'train' / Path(config).stem}"]
+
+
 def run_lightning_cli(config, overrides=()):
-    """Run ``LightningCLI fit`` with ``config`` (YAML path) and ``--key=value`` ``overrides``; return the CLI."""
+    """Run ``LightningCLI fit`` with ``config`` (YAML path) and ``--key=value`` ``overrides``; return the CLI.
+
+    A config without ``trainer.default_root_dir`` runs in ``results/train/<config stem>/``.
+    """
     from lightning.pytorch.cli import LightningCLI
 
     torch.set_num_threads(1)
+    overrides = [*overrides, *_root_dir_override(config, list(overrides))]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")

@@ -1,6 +1,7 @@
 """End-to-end evaluation: resumable results, reports, CLI errors and the train command."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -105,3 +106,16 @@ def test_evaluate_dispatches_retrieval_task(capsys):
         main(["evaluate", "--task", "retrieval", "--method", "nope", "--out", "/tmp/nd_unused"])
     assert exc.value.code == 2
     assert "'method'" in capsys.readouterr().err
+
+
+def test_train_without_root_dir_runs_in_its_own_results_folder(tmp_path):
+    from neurodecode.training.decoding import _root_dir_override
+
+    bare = tmp_path / "atat_emg.yaml"
+    bare.write_text("trainer:\n  logger: false\nmodel: {}\n")
+    assert _root_dir_override(bare, []) == [f"--trainer.default_root_dir={Path('results/train/atat_emg')}"]
+    # the config's own folder, or the user's override, wins
+    assert _root_dir_override(bare, [f"--trainer.default_root_dir={tmp_path}"]) == []
+    named = tmp_path / "named.yaml"
+    named.write_text("trainer:\n  default_root_dir: somewhere\n")
+    assert _root_dir_override(named, []) == []

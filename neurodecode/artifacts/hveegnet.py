@@ -428,6 +428,14 @@ class HVEEGNet(nn.Module):
         self.score_features = [f for f in self.feature_names if f in features] or ["error"]
         self.config["score_features"] = list(self.score_features)
 
+    def set_spatial(self, spatial):
+        """Choose the spatial reference of the residual features (``"loo"`` or ``"none"``; kept in the saved config).
+
+        The calibration is not recomputed: call :meth:`calibrate` afterwards.
+        """
+        check_option("spatial", spatial, SPATIAL)
+        self.spatial = self.config["spatial"] = spatial
+
     # ------------------------------------------------------------------ network
     @staticmethod
     def _sample(mu, logvar, sample):

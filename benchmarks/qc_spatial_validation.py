@@ -77,10 +77,12 @@ def main(argv=None):
     p.add_argument("--n-windows", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hveegnet", default=str(WEIGHTS / "hveegnet_eegmmidb.safetensors"))
+    p.add_argument("--veegnet", default=str(WEIGHTS / "veegnet_eegmmidb.safetensors"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t0, c0 = time.time(), time.process_time()
     model = HVEEGNet.from_pretrained(args.hveegnet)
+    vmodel = HVEEGNet.from_pretrained(args.veegnet)
     res_cols = [model.feature_names.index(f) for f in RESIDUAL_FEATURES]
     two = np.array([f in TWO_SIDED for f in RESIDUAL_FEATURES])
     nb = neighbours()
@@ -153,6 +155,26 @@ def main(argv=None):
             "no network: LOO of the input, same features": {
                 k: z.max((1, 2)) for k, z in zs["LOO input, no network"].items()},
         }
+        # the single-level ablation with and without the spatial reference (its only reconstruction)
+        _, vrec_all, _ = vmodel._features(allw, error=False, spatial_map="none")
+        vmaps = {r: vmodel.spatial_map(allw[rec == r] - vrec_all[rec == r]) for r in recs}
+        for label, use_map in (("vEEGNet, no spatial reference", False), ("vEEGNet, LOO residual (ridge 0.01)", True)):
+            def vfeats(x, pred, recs_of):
+                out = np.empty(x.shape[:2] + (len(RESIDUAL_FEATURES),))
+                for r in np.unique(recs_of):
+                    sel = recs_of == r
+                    out[sel] = vmodel._spatial_residual_features(x[sel], pred[sel], vmaps[r] if use_map else None)
+                return out
+            ref_f = vfeats(allw, vrec_all, rec)
+            for kind, w in sets.items():
+                _, vr, _ = vmodel._features(w, error=False, spatial_map="none")
+                f = vfeats(w, vr, crec)
+                z = np.empty_like(f)
+                for r in np.unique(crec):
+                    q25, med, q75 = np.percentile(ref_f[rec == r], [25, 50, 75], axis=0)
+                    z[crec == r] = (f[crec == r] - med) / np.maximum(q75 - q25, 1e-6)
+                z[..., two] = np.abs(z[..., two])
+                scores.setdefault(label, {})[kind] = z.max((1, 2))
         # per-recording baselines (as in qc_benchmark.py)
         ptp_rec = {r: np.median(np.ptp(allw[rec == r], axis=-1), axis=0) for r in recs}
         potato = {r: Potato(threshold=3).fit(cov_est.transform(allw[rec == r].astype(np.float64))) for r in recs}

@@ -11,13 +11,18 @@ Detectors (all see the same windows):
   ``HVEEGNet.channel_features``; the window's score is the largest over channels and the listed
   features. "coarse residual" = the five ``res_*`` features: the recorded window against the
   model's coarse prediction (level-1 latent at its prior mean, i.e. decoded from the deeper,
-  spatially pooled levels). "default" marks the model's ``score_features`` (chosen on the
-  validation subject S008 with ``--test-subjects 8``). Ablations: each residual feature alone; the
+  spatially pooled levels). "spatial LOO": each channel's residual minus its leave-one-channel-out
+  linear prediction from the other channels' residuals, fitted on the window's whole recording
+  (``HVEEGNet.spatial_map``; the model's ``spatial="loo"``); "no spatial reference" is the previous
+  default. "default" marks the model's ``score_features`` and ``spatial`` (chosen on validation
+  data: S008 with ``--test-subjects 8``, and ``qc_spatial_validation.py``). Ablations: each residual feature alone; the
   same five features against the full reconstruction; the level-1 KL features (the previous
   default); the soft-DTW "error"; the default against the clean-training statistics; the paper's
   plain channel mean of the error.
 - vEEGNet (single-latent ablation): the same residual features against its only reconstruction,
   the error, and the channel mean of the error.
+- no network: the same five features of the recorded window's own leave-one-channel-out residual
+  (map fitted on its recording), i.e. the spatial step without any model.
 - peak-to-peak: MNE ``annotate_amplitude`` style. "peak": largest channel peak-to-peak;
   "peak+flat": largest |log(ptp / median ptp of that channel)| (catches flat channels too),
   with the median from training windows or from the window's own recording.

@@ -29,8 +29,12 @@ per-channel latent level, so the paper's reconstruction error misses many of the
 therefore compares each recorded window with the model's *coarse prediction*: the decoder's
 output when the level-1 latent is set to its prior mean, i.e. what the deeper, spatially pooled
 levels explain of each channel. Channel-local or non-EEG-like content (a flat or popping
-electrode, clipping, mains pickup, muscle, a spike) is what that prediction cannot produce. Per
-window and channel, five summaries of that residual are computed (:meth:`residual_features`:
+electrode, clipping, mains pickup, muscle, a spike) is what that prediction cannot produce. With
+``spatial="loo"`` (default) each channel's residual then has the part that the other channels'
+residuals predict linearly subtracted (leave-one-channel-out ridge regression fitted on the
+scored recording, :meth:`spatial_map`): spatially coherent physiology that the coarse prediction
+misses (blinks, movement) cancels, electrode-local faults stay. Per window and channel, five
+summaries of that residual are computed (:meth:`residual_features`:
 energy below 3 Hz and above 40 Hz, energy relative to the input, largest jump, largest 62.5 ms
 burst), alongside the soft-DTW error of the full reconstruction (the paper's measure) and two
 summaries of the level-1 KL. Each quantity becomes a robust z-score per channel (median and IQR

@@ -11,13 +11,18 @@ Detectors (all see the same windows):
   ``HVEEGNet.channel_features``; the window's score is the largest over channels and the listed
   features. "coarse residual" = the five ``res_*`` features: the recorded window against the
   model's coarse prediction (level-1 latent at its prior mean, i.e. decoded from the deeper,
-  spatially pooled levels). "default" marks the model's ``score_features`` (chosen on the
-  validation subject S008 with ``--test-subjects 8``). Ablations: each residual feature alone; the
+  spatially pooled levels). "spatial LOO": each channel's residual minus its leave-one-channel-out
+  linear prediction from the other channels' residuals, fitted on the window's whole recording
+  (``HVEEGNet.spatial_map``; the model's ``spatial="loo"``); "no spatial reference" is the previous
+  default. "default" marks the model's ``score_features`` and ``spatial`` (chosen on validation
+  data: S008 with ``--test-subjects 8``, and ``qc_spatial_validation.py``). Ablations: each residual feature alone; the
   same five features against the full reconstruction; the level-1 KL features (the previous
   default); the soft-DTW "error"; the default against the clean-training statistics; the paper's
   plain channel mean of the error.
 - vEEGNet (single-latent ablation): the same residual features against its only reconstruction,
   the error, and the channel mean of the error.
+- no network: the same five features of the recorded window's own leave-one-channel-out residual
+  (map fitted on its recording), i.e. the spatial step without any model.
 - peak-to-peak: MNE ``annotate_amplitude`` style. "peak": largest channel peak-to-peak;
   "peak+flat": largest |log(ptp / median ptp of that channel)| (catches flat channels too),
   with the median from training windows or from the window's own recording.
@@ -204,34 +209,66 @@ def main(argv=None):
         return z.max(1)
 
     res = list(RESIDUAL_FEATURES)
+    recs = np.unique(rec_ids)
+
+    def spatial_feats(m, f, w, pred, recs_of, maps):
+        """``f`` with its residual columns recomputed after each recording's spatial map."""
+        out = f.copy()
+        for r in np.unique(recs_of):
+            sel = recs_of == r
+            out[sel, :, -len(res):] = m._spatial_residual_features(w[sel], pred[sel], maps[r])
+        return out
+
     for name, m in models.items():
         names = m.feature_names
-        f_all, rec_all, coarse_all[name] = m._features(test, batch_size=64)  # every held-out window: recording statistics
+        spatial = m.spatial == "loo"
+        # every held-out window: recording statistics and spatial maps
+        f_all, rec_all, coarse_all[name] = m._features(test, batch_size=64, spatial_map="none")
         recon_all[name] = rec_all
         sdtw_all[name] = f_all[..., 0]  # soft-DTW per sample, computed by the model's own scoring
+        maps = {r: m.spatial_map(test[rec_ids == r] - coarse_all[name][rec_ids == r]) for r in recs}
+        f_all_sp = spatial_feats(m, f_all, test, coarse_all[name], rec_ids, maps)
+        train_map = {r: m.train_spatial_map.numpy().astype(np.float64) for r in recs}
         # ablation: the same residual features against the full reconstruction
         full_all = m.residual_features(test, rec_all) if m.hierarchical else None
-        variants = [("coarse residual" if m.hierarchical else "residual", res)]
+        base = "coarse residual" if m.hierarchical else "residual"
+        # (label, features, with the spatial reference)
+        variants = [(f"{base}, spatial LOO", res, True), (f"{base}, no spatial reference (previous default)", res, False)]
         if m.hierarchical:
-            variants += [(f"{v} only", [v]) for v in res] + [("kl + kl_peak", ["kl", "kl_peak"])]
-        variants += [("error", ["error"])]
+            variants += [(f"{v} only, spatial LOO", [v], True) for v in res] + [("kl + kl_peak", ["kl", "kl_peak"], False)]
+        variants += [("error", ["error"], False)]
         for kind, w in sets.items():
+            w_kind = clean if kind == "clean" else w
             if kind == "clean":
-                f, recon = f_all[idx], rec_all[idx]
+                f, recon, coarse = f_all[idx], rec_all[idx], coarse_all[name][idx]
             else:
-                f, recon, _ = m._features(w, batch_size=64)
-            for label, use in variants:
-                tag = label + ", recording ref." + (", default" if use == list(m.score_features) else "")
-                scores.setdefault(f"{name} ({tag})", {})[kind] = recording_z(f, f_all, names, use)
+                f, recon, coarse = m._features(w, batch_size=64, spatial_map="none")
+            f_sp = spatial_feats(m, f, w_kind, coarse, clean_rec, maps)
+            for label, use, sp in variants:
+                default = use == list(m.score_features) and sp == spatial
+                tag = label + ", recording ref." + (", default" if default else "")
+                scores.setdefault(f"{name} ({tag})", {})[kind] = (
+                    recording_z(f_sp, f_all_sp, names, use) if sp else recording_z(f, f_all, names, use))
             if m.hierarchical:
-                w_kind = clean if kind == "clean" else w
                 full = np.concatenate([f[..., :3], m.residual_features(w_kind, recon)], -1)
                 full_ref = np.concatenate([f_all[..., :3], full_all], -1)
                 scores.setdefault(f"{name} (residual of the full reconstruction, recording ref.)", {})[kind] = \
                     recording_z(full, full_ref, names, res)
-                scores.setdefault(f"{name} ({' + '.join(m.score_features)}, training ref.)", {})[kind] = \
-                    m._standardise(f, "training").max(1)
+                f_tr = spatial_feats(m, f, w_kind, coarse, clean_rec, train_map) if spatial else f
+                scores.setdefault(f"{name} ({' + '.join(m.score_features)}"
+                                  + (", spatial LOO" if spatial else "") + ", training ref.)", {})[kind] = \
+                    m._standardise(f_tr, "training").max(1)
             scores.setdefault(f"{name} (channel-mean error, as in the paper)", {})[kind] = f[..., 0].mean(1)
+    # what the spatial step does without any network: the same features of the input's own
+    # leave-one-channel-out residual (map fitted on each whole recording)
+    in_maps = {r: ref.spatial_map(test[rec_ids == r]) for r in recs}
+    zeros = np.zeros_like(test)
+    f_in_all = spatial_feats(ref, np.zeros(test.shape[:2] + (len(res),)), test, zeros, rec_ids, in_maps)
+    for kind, w in sets.items():
+        w_kind = clean if kind == "clean" else w
+        f_in = spatial_feats(ref, np.zeros(w.shape[:2] + (len(res),)), w_kind, zeros[:len(w)], clean_rec, in_maps)
+        scores.setdefault("no network: input, spatial LOO, same features (recording ref.)", {})[kind] = \
+            recording_z(f_in, f_in_all, res, res)
     for kind, w in sets.items():
         ptp = np.maximum(np.ptp(w, axis=-1), 1e-6)
         scores.setdefault("peak-to-peak (peak)", {})[kind] = ptp.max(1)

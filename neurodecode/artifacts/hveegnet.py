@@ -29,8 +29,12 @@ per-channel latent level, so the paper's reconstruction error misses many of the
 therefore compares each recorded window with the model's *coarse prediction*: the decoder's
 output when the level-1 latent is set to its prior mean, i.e. what the deeper, spatially pooled
 levels explain of each channel. Channel-local or non-EEG-like content (a flat or popping
-electrode, clipping, mains pickup, muscle, a spike) is what that prediction cannot produce. Per
-window and channel, five summaries of that residual are computed (:meth:`residual_features`:
+electrode, clipping, mains pickup, muscle, a spike) is what that prediction cannot produce. With
+``spatial="loo"`` (default) each channel's residual then has the part that the other channels'
+residuals predict linearly subtracted (leave-one-channel-out ridge regression fitted on the
+scored recording, :meth:`spatial_map`): spatially coherent physiology that the coarse prediction
+misses (blinks, movement) cancels, electrode-local faults stay. Per window and channel, five
+summaries of that residual are computed (:meth:`residual_features`:
 energy below 3 Hz and above 40 Hz, energy relative to the input, largest jump, largest 62.5 ms
 burst), alongside the soft-DTW error of the full reconstruction (the paper's measure) and two
 summaries of the level-1 KL. Each quantity becomes a robust z-score per channel (median and IQR
@@ -83,6 +87,10 @@ DEFAULT_SCORE_FEATURES = RESIDUAL_FEATURES
 LOW_BAND_HZ = 3.0
 HIGH_BAND_HZ = 40.0
 BURST_S = 0.0625  # moving window of the residual-energy peak (8 samples at 128 Hz): spikes, pops
+SPATIAL = ("loo", "none")
+# keep the raw windows and coarse predictions of a scored recording in memory between the two passes
+# of ``score`` up to this many bytes; longer recordings are read and run through the network twice
+_CACHE_BYTES = 512 * 2 ** 20
 
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
@@ -308,6 +316,16 @@ class HVEEGNet(nn.Module):
         Which per-channel quantities of :data:`FEATURES` enter the score (see
         :meth:`channel_features`); default: the coarse-prediction residual features
         (:data:`RESIDUAL_FEATURES`). The vEEGNet ablation has no ``"kl"``/``"kl_peak"``.
+    spatial : "loo" | "none"
+        Spatial reference of the residual features. ``"loo"`` (default): before the ``res_*``
+        features are computed, each channel's residual has the part that the other channels'
+        residuals predict linearly subtracted (leave-one-channel-out regression fitted on the
+        scored recording; see :meth:`spatial_map`), so that spatially coherent physiology
+        (blinks, movement) that the coarse prediction misses cancels while electrode-local
+        faults remain. ``"none"``: the residual as is (the score before this option existed;
+        weights saved without the key load with ``"none"``, which their calibration was made for).
+    spatial_ridge : float
+        Ridge added to the residual covariance, as a fraction of its mean variance.
     """
 
     def __init__(
@@ -334,6 +352,8 @@ class HVEEGNet(nn.Module):
         reference="recording",
         min_reference_windows=30,
         score_features=DEFAULT_SCORE_FEATURES,
+        spatial="loo",
+        spatial_ridge=0.01,
     ):
         super().__init__()
         ch_names = list(ch_names) if ch_names is not None else list(CHANNELS_1020[:n_chans])
@@ -347,9 +367,11 @@ class HVEEGNet(nn.Module):
             latent_channels=list(latent_channels), hierarchical=bool(hierarchical), dropout=dropout,
             gamma=gamma, alpha=alpha, beta=beta, input_scale_uv=input_scale_uv,
             threshold_quantile=threshold_quantile, reference=reference, min_reference_windows=min_reference_windows,
-            coarse_weight=float(coarse_weight),
+            coarse_weight=float(coarse_weight), spatial=spatial, spatial_ridge=float(spatial_ridge),
         )
         check_option("reference", reference, ("recording", "training"))
+        check_option("spatial", spatial, SPATIAL)
+        self.spatial, self.spatial_ridge = spatial, float(spatial_ridge)
         self.reference, self.min_reference_windows = reference, int(min_reference_windows)
         # vEEGNet has no per-channel latent: no KL features, and its residual features use its
         # only reconstruction
@@ -393,6 +415,9 @@ class HVEEGNet(nn.Module):
         self.register_buffer("channel_median", torch.zeros(n_chans, nf))
         self.register_buffer("channel_iqr", torch.ones(n_chans, nf))
         self.register_buffer("threshold", torch.tensor(float("inf")))
+        # leave-one-channel-out map of the training recordings (identity until calibrated: no
+        # projection); used by recordings too short for their own (see spatial_map)
+        self.register_buffer("train_spatial_map", torch.eye(n_chans))
         self.input_scale_uv = float(input_scale_uv)
         self.threshold_quantile = float(threshold_quantile)
         self._keep_coarse = False
@@ -406,6 +431,14 @@ class HVEEGNet(nn.Module):
             check_option("score_features", f, FEATURES)
         self.score_features = [f for f in self.feature_names if f in features] or ["error"]
         self.config["score_features"] = list(self.score_features)
+
+    def set_spatial(self, spatial):
+        """Choose the spatial reference of the residual features (``"loo"`` or ``"none"``; kept in the saved config).
+
+        The calibration is not recomputed: call :meth:`calibrate` afterwards.
+        """
+        check_option("spatial", spatial, SPATIAL)
+        self.spatial = self.config["spatial"] = spatial
 
     # ------------------------------------------------------------------ network
     @staticmethod
@@ -549,8 +582,52 @@ class HVEEGNet(nn.Module):
         ]
         return np.stack(out, -1)
 
+    def spatial_map(self, residuals=None, cov=None):
+        """Leave-one-channel-out regression map of a recording's residuals.
+
+        Row ``c`` of the map gives channel ``c``'s residual minus its least-squares prediction
+        from the other channels' residuals at the same sample: with ``P`` the inverse of the
+        (ridge-regularised) channel covariance, that prediction error is ``(P r)_c / P_cc``.
+        Content shared across electrodes (a blink, a movement, common noise) is predictable
+        from the neighbours and cancels; a fault of one electrode (flat, pop, clipping, mains
+        pickup, a spike, local drift or muscle) is not, and is kept.
+
+        Parameters
+        ----------
+        residuals : ndarray, shape (n_windows, n_chans, n_times) | None
+            Residual windows of one recording (input minus coarse prediction).
+        cov : ndarray, shape (n_chans, n_chans) | None
+            Alternatively, their channel covariance.
+
+        Returns
+        -------
+        ndarray, shape (n_chans, n_chans)
+        """
+        if cov is None:
+            r = np.asarray(residuals, np.float64)
+            cov = np.einsum("nct,ndt->cd", r, r) / max(r.shape[0] * r.shape[2], 1)
+        cov = np.asarray(cov, np.float64)
+        ridge = self.spatial_ridge * max(np.trace(cov) / len(cov), 1e-12)
+        prec = np.linalg.inv(cov + ridge * np.eye(len(cov)))
+        return prec / np.diag(prec)[:, None]
+
+    def _map_for(self, n_windows, cov):
+        """The spatial map a recording of ``n_windows`` windows is scored with (None: no projection)."""
+        if self.spatial == "none":
+            return None
+        if self.reference == "recording" and n_windows >= self.min_reference_windows:
+            return self.spatial_map(cov=cov)
+        return self.train_spatial_map.numpy().astype(np.float64)
+
+    def _spatial_residual_features(self, x, pred, smap):
+        """:meth:`residual_features` of ``x - pred`` after the spatial map (None: as is)."""
+        if smap is None:
+            return self.residual_features(x, pred)
+        res = np.einsum("cd,ndt->nct", smap, np.asarray(x, np.float64) - np.asarray(pred, np.float64))
+        return self.residual_features(x, np.asarray(x, np.float64) - res)
+
     @torch.no_grad()
-    def channel_features(self, windows, batch_size=64, error=True):
+    def channel_features(self, windows, batch_size=64, error=True, spatial_map=None):
         """Per-window, per-channel quantities that the quality score is built from.
 
         Parameters
@@ -559,6 +636,11 @@ class HVEEGNet(nn.Module):
         error : bool
             Compute the soft-DTW ``error`` column; False leaves it NaN (soft-DTW is about nine
             tenths of the scoring time, and the default score does not use it).
+        spatial_map : ndarray, shape (n_chans, n_chans) | "none" | None
+            Spatial map applied to the residual before the ``res_*`` features (see
+            :meth:`spatial_map`). None: with ``spatial="loo"``, the map of ``windows`` themselves,
+            taken as one recording (the training map when they are fewer than
+            ``min_reference_windows`` or ``reference="training"``); ``"none"``: no projection.
 
         Returns
         -------
@@ -572,16 +654,39 @@ class HVEEGNet(nn.Module):
             a short transient (a 40 ms spike is 5 of 128 samples) raises far more than the sum.
             ``res_*``: :meth:`residual_features` of the input against the coarse prediction
             (hvEEGNet: level 1 at its prior mean, i.e. decoded from levels 2-3 only; vEEGNet:
-            its only reconstruction).
+            its only reconstruction), after the spatial map.
         recon : ndarray, shape (n_windows, n_chans, n_times)
             The full reconstruction (all levels at their posterior means).
         """
-        feats, recs, _ = self._features(windows, batch_size, error)
+        feats, recs, _ = self._features(windows, batch_size, error, spatial_map)
         return feats, recs
 
     @torch.no_grad()
-    def _features(self, windows, batch_size=64, error=True):
+    def _features(self, windows, batch_size=64, error=True, spatial_map=None):
         """:meth:`channel_features` plus the coarse prediction, shape (n_windows, n_chans, n_times)."""
+        windows = np.asarray(windows)
+        base, recs, coarse = self._forward_batches(windows, batch_size, error)
+        if isinstance(spatial_map, str):
+            check_option("spatial_map", spatial_map, ("none",))
+            smap = None
+        elif spatial_map is None:
+            smap = self._map_for(len(windows), self._residual_cov(windows, coarse)[0]) if len(windows) else None
+        else:
+            smap = np.asarray(spatial_map, np.float64)
+        res = self._spatial_residual_features(windows, coarse, smap) if len(windows) else \
+            np.zeros((0, self.n_chans, len(RESIDUAL_FEATURES)))
+        return np.concatenate([base, res], -1), recs, coarse
+
+    @staticmethod
+    def _residual_cov(windows, coarse):
+        """Channel covariance of the residuals (about zero mean: windows are demeaned) and the number of samples."""
+        r = np.asarray(windows, np.float64) - np.asarray(coarse, np.float64)
+        n = r.shape[0] * r.shape[2]
+        return np.einsum("nct,ndt->cd", r, r) / max(n, 1), n
+
+    @torch.no_grad()
+    def _forward_batches(self, windows, batch_size=64, error=True):
+        """Network pass: the non-residual features, the full reconstruction and the coarse prediction."""
         was = self.training
         self.eval()
         self._keep_coarse = True
@@ -597,17 +702,17 @@ class HVEEGNet(nn.Module):
                     e = torch.full((b, c), float("nan"))
                 f = [e] + (list(self._last_kl1) if self.hierarchical else [])
                 pred = self._last_coarse if self.hierarchical else r
-                f = torch.stack(f, -1).numpy().astype(np.float64)
-                feats.append(np.concatenate([f, self.residual_features(x.numpy(), pred.numpy())], -1))
+                feats.append(torch.stack(f, -1).numpy().astype(np.float64))
                 recs.append(r.numpy())
                 coarse.append(pred.numpy())
         finally:
             self._keep_coarse = False
             self._last_coarse = self._coarse_d = None
             self.train(was)
+        nb = self.n_features - len(RESIDUAL_FEATURES)
         if not feats:
             empty = np.zeros((0, self.n_chans, self.n_times))
-            return np.zeros((0, self.n_chans, self.n_features)), empty, empty
+            return np.zeros((0, self.n_chans, nb)), empty, empty
         return np.concatenate(feats), np.concatenate(recs), np.concatenate(coarse)
 
     def channel_errors(self, windows, batch_size=64):
@@ -661,7 +766,13 @@ class HVEEGNet(nn.Module):
         -------
         self
         """
-        errors, _ = self.channel_features(windows, batch_size)
+        windows = np.asarray(windows)
+        base, _, coarse = self._forward_batches(windows, batch_size, error=True)
+        if self.spatial == "loo":
+            cov, _ = self._residual_cov(windows, coarse)
+            self.train_spatial_map.copy_(torch.as_tensor(self.spatial_map(cov=cov), dtype=torch.float32))
+        train_map = self.train_spatial_map.numpy().astype(np.float64) if self.spatial == "loo" else None
+        errors = np.concatenate([base, self._spatial_residual_features(windows, coarse, train_map)], -1)
         q25, med, q75 = np.percentile(errors, [25, 50, 75], axis=0)
         self.channel_median.copy_(torch.as_tensor(med, dtype=torch.float32))
         self.channel_iqr.copy_(torch.as_tensor(np.maximum(q75 - q25, 1e-6), dtype=torch.float32))
@@ -669,9 +780,13 @@ class HVEEGNet(nn.Module):
             scores = self._standardise(errors).max(1)
         else:
             groups = np.asarray(groups)
-            scores = np.concatenate([
-                self._standardise(errors[groups == g], self.reference).max(1) for g in np.unique(groups)
-            ])
+            scores = []
+            for g in np.unique(groups):
+                sel = groups == g
+                smap = self._map_for(int(sel.sum()), self._residual_cov(windows[sel], coarse[sel])[0])
+                f = np.concatenate([base[sel], self._spatial_residual_features(windows[sel], coarse[sel], smap)], -1)
+                scores.append(self._standardise(f, self.reference).max(1))
+            scores = np.concatenate(scores)
         self.threshold.copy_(torch.tensor(float(np.quantile(scores, self.threshold_quantile))))
         return self
 
@@ -779,7 +894,7 @@ class HVEEGNet(nn.Module):
         starts = np.round(np.asarray(onsets_s) * self.sfreq).astype(int)
         w = np.concatenate([self._raw_windows(raw, picks, mat, [s]) for s in starts]) if len(starts) else \
             np.zeros((0, self.n_chans, self.n_times), np.float32)
-        _, r, c = self._features(w, error=False)
+        _, r, c = self._features(w, error=False, spatial_map="none")
         return (w, r, c) if coarse else (w, r)
 
     # ------------------------------------------------------------------ public QC API
@@ -825,7 +940,7 @@ class HVEEGNet(nn.Module):
             )
         t = self.n_times
         win_s = t / self.sfreq
-        errs, onsets, durs, wins, recs = [], [], [], [], []
+        # the recording is cut into items (a chunk of a Raw, or one epoch), each a stack of windows
         if isinstance(inst, mne.io.BaseRaw):
             n = inst.n_times
             if n / sf < win_s:
@@ -839,36 +954,59 @@ class HVEEGNet(nn.Module):
             if starts_all[-1] + t < total:
                 starts_all.append(total - t)
             starts_all = np.asarray(starts_all)
-            for c0 in range(0, total, step):
-                sel = starts_all[(starts_all >= c0) & (starts_all < c0 + step)]
-                if not len(sel):
-                    continue
-                w = self._raw_windows(inst, picks, mat, sel)
-                e, r = self.channel_features(w, batch_size, error=need_error)
-                errs.append(e)
-                onsets.append(sel / self.sfreq)
-                durs.append(np.full(len(sel), win_s))
-                if return_recon:
-                    wins.append(w)
-                    recs.append(r)
+            items = [starts_all[(starts_all >= c0) & (starts_all < c0 + step)] for c0 in range(0, total, step)]
+            items = [sel for sel in items if len(sel)]
+
+            def item_windows(sel):
+                return self._raw_windows(inst, picks, mat, sel)
+
+            onsets = [sel / self.sfreq for sel in items]
+            durs = [np.full(len(sel), win_s) for sel in items]
         elif isinstance(inst, mne.BaseEpochs):
             if len(inst.times) / sf < win_s - 1e-9:
                 raise InputFileError(
                     f"{source}: epochs last {len(inst.times) / sf:.3f} s, shorter than one hvEEGNet window ({win_s:g} s)."
                 )
-            for i in range(len(inst)):
+            items = list(range(len(inst)))
+
+            def item_windows(i):
                 data = self._assemble(lambda p: inst.get_data(picks=p, item=[i])[0], picks, mat, self.n_chans)
-                w, _ = self.windows_from_array(data, sf)
-                e, r = self.channel_features(w, batch_size, error=need_error)
-                worst = self._standardise(e).max(1).argmax()
-                errs.append(e[worst:worst + 1])
-                onsets.append(np.array([float(i)]))
-                durs.append(np.array([len(inst.times) / sf]))
-                if return_recon:
-                    wins.append(w[worst:worst + 1])
-                    recs.append(r[worst:worst + 1])
+                return self.windows_from_array(data, sf)[0]
+
+            onsets = [np.array([float(i)]) for i in items]
+            durs = [np.array([len(inst.times) / sf]) for _ in items]
         else:
             raise UsageError(f"score expects an mne Raw or Epochs, got {type(inst).__name__}.")
+        # pass 1: the network on every window; the residuals' channel covariance over the whole
+        # recording gives its spatial map (see spatial_map)
+        cache, cov, n_samp, n_win, used = [], 0.0, 0, 0, 0
+        for it in items:
+            w = item_windows(it)
+            base, r, c = self._forward_batches(w, batch_size, error=need_error)
+            if self.spatial == "loo":
+                cv, k = self._residual_cov(w, c)
+                cov, n_samp = cov + cv * k, n_samp + k
+            n_win += len(w)
+            used += w.nbytes + c.nbytes + (r.nbytes if return_recon else 0)
+            cache.append((w, base, r if return_recon else None, c) if used <= _CACHE_BYTES else None)
+        smap = self._map_for(n_win, cov / max(n_samp, 1)) if self.spatial == "loo" else None
+        # pass 2: residual features with that map (cached windows, or read and run again)
+        errs, wins, recs = [], [], []
+        for it, hit in zip(items, cache):
+            if hit is None:
+                w = item_windows(it)
+                base, r, c = self._forward_batches(w, batch_size, error=need_error)
+            else:
+                w, base, r, c = hit
+            e = np.concatenate([base, self._spatial_residual_features(w, c, smap)], -1)
+            if isinstance(inst, mne.BaseEpochs):
+                worst = self._standardise(e).max(1).argmax()  # the epoch keeps its worst window
+                e, w = e[worst:worst + 1], w[worst:worst + 1]
+                r = r[worst:worst + 1] if return_recon else r
+            errs.append(e)
+            if return_recon:
+                wins.append(w)
+                recs.append(r)
         feats = np.concatenate(errs)
         ch_scores = self._standardise(feats, self.reference)
         out = QCScores(
@@ -971,8 +1109,11 @@ class HVEEGNet(nn.Module):
             config = json.loads(meta["config"])
         except (KeyError, ValueError) as err:
             raise InputFileError(f"{path}: not an hvEEGNet weights file ({err}).") from err
+        # files saved before the spatial option were calibrated without it
+        config.setdefault("spatial", "none")
         model = cls(**config)
         own = model.state_dict()
+        state.setdefault("train_spatial_map", own["train_spatial_map"])
         for key in ("channel_median", "channel_iqr"):
             # weights calibrated by an older version: keep the network, drop the stale statistics
             if key in state and state[key].shape != own[key].shape:

@@ -260,12 +260,13 @@ def main(argv=None):
         model = HVEEGNet.from_pretrained(args.calibrate_only)
         # the score's features are part of the calibration: take them from the config
         model.set_score_features(init.model.model.score_features)
+        model.set_spatial(init.model.model.spatial)
         x, groups = eegmmidb_windows(model, init.data.train_subjects, init.data.runs)
         model.calibrate(x, groups=groups)
         with safe_open(str(args.calibrate_only), framework="pt") as f:
             meta = dict(f.metadata() or {})
         info = json.loads(meta.get("training", "{}"))
-        info.update(threshold=float(model.threshold), score_features=list(model.score_features),
+        info.update(threshold=float(model.threshold), score_features=list(model.score_features), spatial=model.spatial,
                     calibration="recalibrated per recording (reference=%s)" % model.reference)
         meta["training"] = json.dumps(info)
         meta.pop("config", None), meta.pop("format", None)

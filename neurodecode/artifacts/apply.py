@@ -348,13 +348,13 @@ _BLOCK_HOPS = 4  # inner length of a screened block, in model hops (6 s for the 
 def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block_hops=_BLOCK_HOPS):
     """Gated denoising of only the stretches of a chunk that hold candidate windows.
 
-    The chunk is cut, per row, into blocks of ``block_hops`` model hops; a block is processed when a
-    candidate window touches it. Each processed block is taken with two hops of context on each
-    side (so every window touching it lies inside), high-passed with a longer context (3 / l_freq
-    seconds, so the filter's edge has died out), resampled to the model's rate and run through
-    :func:`_denoise_rows` with its candidate windows; only its own inner part of the removed signal
-    is kept. Block and chunk windows coincide (the grid is aligned), so a window shared by two
-    blocks gives each its own part of the overlap-add.
+    The chunk is cut, per row, into blocks of ``block_hops`` model hops; a block owns the windows
+    that start in it and is processed when it owns a candidate window. Each processed block is
+    taken with two hops of context on each side (so its windows lie inside), high-passed with a
+    longer context (3 / l_freq seconds, so the filter's edge has died out, or the whole row at once
+    where that is cheaper), resampled to the model's rate and run through :func:`_denoise_rows`
+    with its candidate windows. Block and chunk windows coincide (the grid is aligned), so adding
+    the blocks' removed signals gives the overlap-add of the dense path over the same windows.
 
     Parameters
     ----------
@@ -380,8 +380,10 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     Mh = max(M, int(np.ceil(3.0 / model.l_freq * sf))) if model.l_freq else M
     n_blocks = int(np.ceil(n / L))
     j = np.arange(n_blocks)
-    # chunk windows touching block j's inner part [jL, (j+1)L)
-    k_lo = np.clip((j * L + lead_sf - win_sf) // hop_sf + 1, 0, n_wc)
+    # block j owns the chunk windows that start in its inner part [jL, (j+1)L) (block 0 also the
+    # first one, which starts before the chunk): each window is denoised once, by its owner
+    k_lo = np.clip(-((-(j * L + lead_sf)) // hop_sf), 0, n_wc)
+    k_lo[0] = 0
     k_hi = np.clip(-((-((j + 1) * L + lead_sf)) // hop_sf), 0, n_wc)
     cs = np.zeros((n_rows, n_wc + 1), np.int64)
     np.cumsum(cand, axis=1, out=cs[:, 1:])
@@ -414,11 +416,16 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     cl[ok] = cand[np.broadcast_to(rows[:, None], kc.shape)[ok], kc[ok]]
     removed, frac = _denoise_rows(model, sig, True, overlap=overlap, prescreen=prescreen, cand=cl, tf=tf)
     ext = _resample_back(removed, model.sfreq, sf, L + 2 * M)
-    cols = blocks[:, None] * L + np.arange(L)[None]
-    keep = cols < n
+    # the overlap-add is a sum over windows, so each block's whole removed signal (its windows reach
+    # up to M past its inner part) is added; with 2M = L only neighbours overlap, so even and odd
+    # blocks are added in two passes without repeated indices
+    cols = blocks[:, None] * L - M + np.arange(L + 2 * M)[None]
     r2 = np.broadcast_to(rows[:, None], cols.shape)
-    back[r2[keep], cols[keep]] = ext[:, M : M + L][keep]
-    hp_out[r2[keep], cols[keep]] = hp[:, Mh : Mh + L][keep]
+    hp_ext = hp[:, Mh - M : Mh + L + M]
+    for parity in (0, 1):
+        sel = (blocks % 2 == parity)[:, None] & (cols >= 0) & (cols < n)
+        back[r2[sel], cols[sel]] += ext[sel]
+        hp_out[r2[sel], cols[sel]] = hp_ext[sel]
     return back, hp_out, int(round(float((frac * n_win).sum())))
 
 

@@ -282,7 +282,37 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
     net = model.net
     tf = tf if tf is not None else transformer_fn(net, precision)
     with torch.inference_mode():
-        if gated and hasattr(net, "gate"):
+        if gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer"):
+            # Screened windows are few and scattered: gate each candidate window with the
+            # autoencoder on the window itself (as the gate was calibrated, on whole windows), and
+            # reuse that reconstruction in the transformer path instead of computing it twice.
+            cwin = np.asarray(cand, bool).copy()
+            if prescreen is not None and cwin.any():
+                r, k = np.nonzero(cwin)
+                skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
+                cwin[r[skip], k[skip]] = False
+            from .atat import span_correlation
+
+            win_gate = np.zeros((n_rows, n_win), bool)
+            todo = np.argwhere(cwin)
+            span = int(net.span)
+            for i in range(0, len(todo), _TF_BATCH):
+                r, k = todo[i : i + _TF_BATCH].T
+                seg = flat[r, k]
+                norm, live = _normalise(seg)
+                y = torch.from_numpy(norm)
+                rec = net.ae(y)
+                c = span_correlation(rec, y, span)
+                g = (((c < net.tau) | (c > net.tau_hi)).any(1)).numpy() & live
+                if not g.any():
+                    continue
+                gi = torch.from_numpy(np.flatnonzero(g))
+                yg = y[gi]
+                out = (yg - tf.transformer(torch.stack([yg, yg - rec[gi]], 1))).float().numpy()
+                removed[r[g], k[g]] = (norm[g] - out) * seg[g].std(-1, keepdims=True)
+                win_gate[r[g], k[g]] = True
+            todo = np.zeros((0, 2), int)
+        elif gated and hasattr(net, "gate"):
             # The gate needs the autoencoder on every sample once, not once per overlapping window:
             # tiles of one window cover the padded rows without overlap, and their span gates give
             # every span's gate. A window then goes through the transformer when any of its spans
@@ -327,7 +357,8 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
                 win_gate[r[skip], k[skip]] = False
         else:
             win_gate = np.ones((n_rows, n_win), bool)
-        todo = np.argwhere(win_gate)
+        if not (gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer")):
+            todo = np.argwhere(win_gate)
         for i in range(0, len(todo), _TF_BATCH):
             r, k = todo[i : i + _TF_BATCH].T
             seg = flat[r, k]
@@ -372,6 +403,8 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
         The high-passed input where blocks were processed (zero elsewhere).
     n_tf : int
         Windows sent to the transformer.
+    rows : ndarray of int
+        The rows with a processed block (``back`` and ``hp`` are zero on the others).
     """
     n_rows, n = eeg.shape
     hop_sf, win_sf, lead_sf, n_wc = grid["hop"], grid["win"], grid["lead"], grid["n_win"]
@@ -379,6 +412,8 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     M = 2 * hop_sf
     Mh = max(M, int(np.ceil(3.0 / model.l_freq * sf))) if model.l_freq else M
     n_blocks = int(np.ceil(n / L))
+    if 2 * M != L:
+        raise ValueError("_denoise_blocks needs blocks of twice the context (block_hops=4).")
     j = np.arange(n_blocks)
     # block j owns the chunk windows that start in its inner part [jL, (j+1)L) (block 0 also the
     # first one, which starts before the chunk): each window is denoised once, by its owner
@@ -388,10 +423,8 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     cs = np.zeros((n_rows, n_wc + 1), np.int64)
     np.cumsum(cand, axis=1, out=cs[:, 1:])
     rows, blocks = np.nonzero(cs[:, k_hi] - cs[:, k_lo] > 0)
-    back = np.zeros((n_rows, n))
-    hp_out = np.zeros((n_rows, n))
     if len(rows) == 0:
-        return back, hp_out, 0
+        return np.zeros((n_rows, n)), np.zeros((n_rows, n)), 0, rows
     width = n_blocks * L + 2 * Mh
     mode = "reflect" if n > max(Mh, width - n - Mh) else "edge"
     urows, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
@@ -400,7 +433,9 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     whole = counts * (L + 2 * Mh) > width
     if whole.any():
         padded[whole] = _highpass(padded[whole], sf, model.l_freq)
-    hp = padded[inv[:, None], blocks[:, None] * L + np.arange(L + 2 * Mh)]
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    hp = sliding_window_view(padded, L + 2 * Mh, axis=1)[:, ::L][inv, blocks]
     part = ~whole[inv]
     if part.any():
         hp[part] = _highpass(hp[part], sf, model.l_freq)
@@ -417,16 +452,20 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     removed, frac = _denoise_rows(model, sig, True, overlap=overlap, prescreen=prescreen, cand=cl, tf=tf)
     ext = _resample_back(removed, model.sfreq, sf, L + 2 * M)
     # the overlap-add is a sum over windows, so each block's whole removed signal (its windows reach
-    # up to M past its inner part) is added; with 2M = L only neighbours overlap, so even and odd
-    # blocks are added in two passes without repeated indices
-    cols = blocks[:, None] * L - M + np.arange(L + 2 * M)[None]
-    r2 = np.broadcast_to(rows[:, None], cols.shape)
-    hp_ext = hp[:, Mh - M : Mh + L + M]
-    for parity in (0, 1):
-        sel = (blocks % 2 == parity)[:, None] & (cols >= 0) & (cols < n)
-        back[r2[sel], cols[sel]] += ext[sel]
-        hp_out[r2[sel], cols[sel]] = hp_ext[sel]
-    return back, hp_out, int(round(float((frac * n_win).sum())))
+    # up to M past its inner part) is added. With 2M = L a block's extended span [jL - M, jL + L + M)
+    # is exactly two consecutive L-long cells of a grid shifted by M: cells j and j + 1. Each
+    # (row, block) pair is unique, so each of the two additions has no repeated index.
+    bp = np.zeros((n_rows, n_blocks + 1, L))
+    hpp = np.zeros((n_rows, n_blocks + 1, L))
+    e = ext.reshape(len(rows), 2, L)
+    h = hp[:, Mh - M : Mh + L + M].reshape(len(rows), 2, L)
+    bp[rows, blocks] += e[:, 0]
+    bp[rows, blocks + 1] += e[:, 1]
+    hpp[rows, blocks] = h[:, 0]
+    hpp[rows, blocks + 1] = h[:, 1]
+    back = bp.reshape(n_rows, -1)[:, M : M + n]
+    hp_out = hpp.reshape(n_rows, -1)[:, M : M + n]
+    return back, hp_out, int(round(float((frac * n_win).sum()))), urows
 
 
 def denoise_array(model, x, sfreq, *, gated=True, highpass=True, precision="float32", overlap=0.5, prescreen=None):
@@ -651,8 +690,8 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                 else:
                     cand = S.emg_spectral_screen(eeg, sf, grid, screens["emg"]["threshold"], m.sfreq, m.l_freq,
                                                  slack=sp["emg_slack"])
-                back, hp, n_tf = _denoise_blocks(m, eeg, sf, cand, grid, overlap=overlap, prescreen=screens[m.artifact],
-                                                 tf=tfs[m.artifact])
+                back, hp, n_tf, act = _denoise_blocks(m, eeg, sf, cand, grid, overlap=overlap,
+                                                      prescreen=screens[m.artifact], tf=tfs[m.artifact])
                 gate[m.artifact].append(n_tf / max(cand.size, 1))
                 screened[m.artifact].append(float(cand.mean()))
             else:
@@ -662,9 +701,13 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                                                tf=tfs.get(m.artifact))
                 back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
                 gate[m.artifact].append(float(gfrac.mean()))
-            eeg = eeg - back
-            kept_r, kept_h = back[:, k0:k1], hp[:, k0:k1]
-            removed_ss[m.artifact] += (kept_r**2).sum(1)
+                act = np.arange(len(eeg))
+            if len(act) == 0:
+                continue  # nothing removed from this chunk by this model
+            eeg[act] -= back[act]
+            kept_r, kept_h = back[act, k0:k1], hp[act, k0:k1]
+            sq = kept_r**2
+            removed_ss[m.artifact][act] += sq.sum(1)
             # 1 s bins: worst channel's removed/input RMS ratio
             s = int(round(sf))
             j0, j1 = start // s, int(np.ceil(stop / s))
@@ -673,7 +716,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
             if ok.any():
                 lo = edges[:-1][ok]
                 cnt = np.diff(edges)[ok]
-                rr = np.add.reduceat(kept_r**2, lo, axis=1) / cnt
+                rr = np.add.reduceat(sq, lo, axis=1) / cnt
                 hh = np.add.reduceat(kept_h**2, lo, axis=1) / cnt
                 worst = np.sqrt(rr / np.maximum(hh, 1e-30)).max(0)
                 idx = np.arange(j0, j1)[ok]

@@ -73,14 +73,18 @@ def chunk_grid(n, sf, model, hop):
     return {"hop": hop_sf, "win": win, "lead": lead, "n_win": int(np.ceil((n + lead) / hop_sf))}
 
 
-def windows_touching(mask, grid):
-    """Boolean ``(n_rows, n_win)``: windows of ``grid`` holding at least one True sample of ``mask``."""
-    n_rows, n = mask.shape
-    cs = np.zeros((n_rows, n + 1), np.int64)
+def windows_touching(mask, grid, block=1):
+    """Boolean ``(n_rows, n_win)``: windows of ``grid`` holding at least one True sample of ``mask``.
+
+    ``mask`` is per sample (``block=1``) or per block of ``block`` samples, ``(n_rows, n_blocks)``
+    (block ``i`` = samples ``[i * block, (i + 1) * block)``).
+    """
+    n_rows, nb = mask.shape
+    cs = np.zeros((n_rows, nb + 1), np.int64)
     np.cumsum(mask, axis=1, out=cs[:, 1:])
     lo = np.arange(grid["n_win"]) * grid["hop"] - grid["lead"]
-    hi = np.clip(lo + grid["win"], 0, n)
-    lo = np.clip(lo, 0, n)
+    hi = np.clip(-((-(lo + grid["win"])) // block), 0, nb)  # blocks reaching into [lo, lo + win)
+    lo = np.clip(lo // block, 0, nb)
     return cs[:, hi] - cs[:, lo] > 0
 
 
@@ -135,11 +139,9 @@ def eog_spatial_screen(eeg, sf, frontal, grid, z_front=EOG_Z_FRONT, z_chan=EOG_Z
     if d and front_b.any():
         front_b = np.convolve(front_b.astype(float), np.ones(2 * d + 1), mode="same") > 0
     agree = front_b[None] & (z > z_chan)
-    mask = np.zeros((n_rows, n), bool)
-    mask[:, : agree.shape[1] * b] = np.repeat(agree, b, axis=1)
     front = np.zeros(n, bool)
     front[: front_b.size * b] = np.repeat(front_b, b)
-    return windows_touching(mask, grid), front
+    return windows_touching(agree, grid, b), front
 
 
 def emg_spectral_screen(eeg, sf, grid, threshold, model_sfreq, l_freq=1.0, f_cut=30.0, slack=EMG_SLACK):

@@ -56,7 +56,8 @@ def test_blocks_with_every_window_match_the_dense_path(overlap):
     hop = A.hop_for(model, overlap)
     grid = S.chunk_grid(x.shape[1], sf, model, hop)
     cand = np.ones((3, grid["n_win"]), bool)
-    back, hp, n_tf = A._denoise_blocks(model, x, sf, cand, grid, overlap=overlap, prescreen=None, tf=model.net)
+    back, hp, n_tf, act = A._denoise_blocks(model, x, sf, cand, grid, overlap=overlap, prescreen=None, tf=model.net)
+    assert list(act) == [0, 1, 2]
     ref = _dense(model, x, sf, overlap)
     inner = slice(int(4 * sf), -int(4 * sf))
     err = np.abs(back[:, inner] - ref[:, inner]).max() / np.abs(ref[:, inner]).max()
@@ -72,7 +73,8 @@ def test_blocks_leave_everything_outside_candidate_windows_untouched():
     cand = np.zeros((2, grid["n_win"]), bool)
     k = 10
     cand[1, k] = True
-    back, _, n_tf = A._denoise_blocks(model, x, sf, cand, grid, overlap=0.25, prescreen=None, tf=model.net)
+    back, _, n_tf, act = A._denoise_blocks(model, x, sf, cand, grid, overlap=0.25, prescreen=None, tf=model.net)
+    assert list(act) == [1]
     lo = k * grid["hop"] - grid["lead"]
     assert np.all(back[0] == 0) and n_tf >= 1
     outside = np.r_[0 : lo - 20, lo + grid["win"] + 20 : x.shape[1]]  # 20 samples: the resampler's ringing

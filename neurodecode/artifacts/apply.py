@@ -366,10 +366,15 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
             out = tf(torch.from_numpy(norm)).numpy()
             sd = seg.std(-1, keepdims=True)
             removed[r, k] = np.where(live[:, None], (norm - out) * sd, 0.0)
-    rw = removed * crossfade_weights(win, hop)
+    w = crossfade_weights(win, hop)
     acc = np.zeros((n_rows, total), np.float32)
+    sparse = win_gate.mean() < 0.5
     for k in np.flatnonzero(win_gate.any(0)):  # windows nobody denoised add nothing
-        acc[:, k * hop : k * hop + win] += rw[:, k]
+        if sparse:  # only the rows this window was denoised on
+            rr = np.flatnonzero(win_gate[:, k])
+            acc[rr, k * hop : k * hop + win] += removed[rr, k] * w
+        else:
+            acc[:, k * hop : k * hop + win] += removed[:, k] * w
     return acc[:, lead : lead + n].astype(np.float64), win_gate.mean(1)
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["none", False, {"z_front": 3, "z_chan": 0}, {"z_front": 3, "z_chan": 3}, {"z_front": 4, "z_chan": 4},
-           {"z_front": 6, "z_chan": 3}, {"z_front": 8, "z_chan": 3}, {"z_front": 10, "z_chan": 3}, {"z_front": 1e9}]
+           {"z_front": 6, "z_chan": 3}, {"z_front": 6, "z_chan": 4}, {"z_front": 8, "z_chan": 3},
+           {"z_front": 10, "z_chan": 3}, {"emg_slack": 1.0}, {"z_front": 1e9}]
 
 
 def main(argv=None):
@@ -54,7 +55,7 @@ def main(argv=None):
     print("| setting | RRMSE_t (all ch.) | RRMSE_t frontal | CC (all ch.) | CPU s | windows to EOG transformer | "
           "windows to EMG transformer |")
     print("|---|---|---|---|---|---|---|")
-    shipped = {"z_front": S.EOG_Z_FRONT, "z_chan": S.EOG_Z_CHAN}
+    shipped = {"z_front": S.EOG_Z_FRONT, "z_chan": S.EOG_Z_CHAN, "emg_slack": S.EMG_SLACK}
     for cfg in configs:
         c0 = time.process_time()
         rr, fr, cc, g = [], [], [], []
@@ -75,12 +76,14 @@ def main(argv=None):
         elif cfg is False:
             label = "dense path (screen=False), reference"
         elif cfg is True:
-            label = f"screens, shipped (z_front {shipped['z_front']:g}, z_chan {shipped['z_chan']:g})"
+            label = (f"screens, shipped (z_front {shipped['z_front']:g}, z_chan {shipped['z_chan']:g}, "
+                     f"EMG slack {shipped['emg_slack']:g})")
         elif cfg.get("z_front", 0) >= 1e8:
             label = "EOG model off (z_front = inf), EMG screened"
         else:
-            label = f"screens, z_front {cfg['z_front']:g}, z_chan {cfg.get('z_chan', shipped['z_chan']):g}"
-            if all(float(cfg.get(k, shipped[k])) == shipped[k] for k in shipped):
+            v = {k: float(cfg.get(k, shipped[k])) for k in shipped}
+            label = f"screens, z_front {v['z_front']:g}, z_chan {v['z_chan']:g}, EMG slack {v['emg_slack']:g}"
+            if v == shipped:
                 label += " (shipped)"
         print(f"| {label} | {np.mean(rr):.4f} | {np.mean(fr):.4f} | {np.mean(cc):.4f} | {cpu:.1f} | "
               f"{np.mean([x['eog'] for x in g]):.1%} | {np.mean([x['emg'] for x in g]):.1%} |", flush=True)

@@ -35,9 +35,9 @@ __all__ = ["frontal_channels", "chunk_grid", "eog_spatial_screen", "emg_spectral
            "EOG_Z_FRONT", "EOG_Z_CHAN", "EMG_SLACK"]
 
 # chosen on the validation store (denoise_multichannel_val), see the module docstring
-EOG_Z_FRONT = 6.0
+EOG_Z_FRONT = 8.0
 EOG_Z_CHAN = 3.0
-EMG_SLACK = 0.8
+EMG_SLACK = 1.0
 _BLOCK_S = 0.125  # time resolution of the EOG decision
 _BASELINE_S = 2.0  # local baseline of the slow deflection (blinks last 0.2-0.4 s)
 _DILATE_S = 0.25  # an eye event's decision also covers this much before and after it
@@ -144,12 +144,17 @@ def eog_spatial_screen(eeg, sf, frontal, grid, z_front=EOG_Z_FRONT, z_chan=EOG_Z
     return windows_touching(agree, grid, b), front
 
 
-def emg_spectral_screen(eeg, sf, grid, threshold, model_sfreq, l_freq=1.0, f_cut=30.0, slack=EMG_SLACK):
+def emg_spectral_screen(eeg, sf, grid, threshold, model_sfreq, l_freq=1.0, f_cut=30.0, slack=EMG_SLACK,
+                        mains=(50.0, 60.0), mains_width=1.5):
     """Candidate EMG windows: share of power above ``f_cut`` >= ``slack`` x ``threshold``.
 
     The share is taken over ``[l_freq, model_sfreq / 2]`` Hz (what the model sees after its
     high-pass and resampling), on each window of ``grid`` at the recording's rate, mean removed;
-    windows reaching past the chunk see its mirror image, as in the dense path.
+    windows reaching past the chunk see its mirror image, as in the dense path. Bins within
+    ``mains_width`` Hz of the mains frequencies and their harmonics are left out of both sums:
+    line noise is narrow-band and steady, not muscle, and on recordings without a notch filter
+    it alone pushed a quarter of the windows over the threshold (EMG is broadband, so leaving
+    out these few hertz barely changes its share). ``mains=()`` keeps every bin.
 
     Returns
     -------
@@ -165,6 +170,9 @@ def emg_spectral_screen(eeg, sf, grid, threshold, model_sfreq, l_freq=1.0, f_cut
     w = sliding_window_view(x, win, axis=-1)[:, ::hop][:, :n_win]
     f = rfftfreq(win, 1.0 / sf)
     band = (f >= l_freq) & (f <= model_sfreq / 2)
+    for m in mains:
+        for h in np.arange(m, f[-1] + mains_width + m, m):
+            band &= np.abs(f - h) > mains_width
     hi = band & (f > f_cut)
     cand = np.zeros((n_rows, n_win), bool)
     for r in range(n_rows):  # one row at a time keeps the spectra small

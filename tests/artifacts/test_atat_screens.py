@@ -126,7 +126,7 @@ def test_emg_screen_equals_the_prescreen_at_the_model_rate():
     hop = A.hop_for(model, 0.25)
     grid = S.chunk_grid(x.shape[1], sf, model, hop)
     thr = 0.25
-    cand = S.emg_spectral_screen(x, sf, grid, thr, model.sfreq, l_freq=0.0, slack=1.0)
+    cand = S.emg_spectral_screen(x, sf, grid, thr, model.sfreq, l_freq=0.0, slack=1.0, mains=())
     pad = np.pad(x, ((0, 0), (grid["lead"], grid["n_win"] * grid["hop"])), mode="reflect")
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -156,3 +156,18 @@ def test_apply_denoiser_uses_the_screens_and_falls_back_without_frontal_channels
     assert s3["screen"] == {"eog": None, "emg": None} and s3["screen_settings"] is None
     with pytest.raises(A.UsageError, match="unknown setting"):
         A.apply_denoiser(models, raw, screen={"z_eye": 3})
+
+
+def test_emg_screen_ignores_line_noise_but_not_broadband_muscle():
+    sf, model = 160.0, _Model()
+    rng = np.random.default_rng(4)
+    t = np.arange(int(30 * sf)) / sf
+    eeg = np.sin(2 * np.pi * 6 * t) + 0.2 * rng.standard_normal(len(t))
+    line = eeg + 1.5 * np.sin(2 * np.pi * 60 * t)  # strong mains hum, no muscle
+    muscle = eeg + 1.5 * rng.standard_normal(len(t))  # broadband
+    x = np.vstack([line, muscle])
+    grid = S.chunk_grid(x.shape[1], sf, model, A.hop_for(model, 0.25))
+    with_mains = S.emg_spectral_screen(x, sf, grid, 0.28, model.sfreq, mains=())
+    cand = S.emg_spectral_screen(x, sf, grid, 0.28, model.sfreq)
+    assert with_mains[0].all() and not cand[0].any()  # the hum alone no longer passes
+    assert cand[1].all()

@@ -58,9 +58,10 @@ def _highpass(x, sfreq, l_freq):
 
 
 # windows per forward pass: large batches run the small convolutions efficiently, and both bound the
-# activation memory (a 2048-window transformer batch peaked near 1 GB)
+# activation memory (a 2048-window transformer batch peaked near 1 GB); with the bfloat16 transformer,
+# batches of 64-128 windows ran fastest on one thread (0.22 ms/window vs 0.28 at 256)
 _AE_BATCH = 1024
-_TF_BATCH = 256
+_TF_BATCH = 128
 
 
 def _normalise(seg):
@@ -296,21 +297,28 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
             win_gate = np.zeros((n_rows, n_win), bool)
             todo = np.argwhere(cwin)
             span = int(net.span)
-            for i in range(0, len(todo), _TF_BATCH):
-                r, k = todo[i : i + _TF_BATCH].T
-                seg = flat[r, k]
-                norm, live = _normalise(seg)
+            ys, resid, where = [], [], []
+            for i in range(0, len(todo), _AE_BATCH):
+                r, k = todo[i : i + _AE_BATCH].T
+                norm, live = _normalise(flat[r, k])
                 y = torch.from_numpy(norm)
                 rec = net.ae(y)
                 c = span_correlation(rec, y, span)
                 g = (((c < net.tau) | (c > net.tau_hi)).any(1)).numpy() & live
-                if not g.any():
-                    continue
-                gi = torch.from_numpy(np.flatnonzero(g))
-                yg = y[gi]
-                out = (yg - tf.transformer(torch.stack([yg, yg - rec[gi]], 1))).float().numpy()
-                removed[r[g], k[g]] = (norm[g] - out) * seg[g].std(-1, keepdims=True)
-                win_gate[r[g], k[g]] = True
+                if g.any():
+                    gi = torch.from_numpy(np.flatnonzero(g))
+                    ys.append(y[gi])
+                    resid.append(y[gi] - rec[gi])
+                    where.append(todo[i : i + _AE_BATCH][g])
+            if ys:
+                ys, resid, where = torch.cat(ys), torch.cat(resid), np.concatenate(where)
+                win_gate[where[:, 0], where[:, 1]] = True
+                for i in range(0, len(ys), _TF_BATCH):
+                    r, k = where[i : i + _TF_BATCH].T
+                    yb = ys[i : i + _TF_BATCH]
+                    art = tf.transformer(torch.stack([yb, resid[i : i + _TF_BATCH]], 1)).float().numpy()
+                    # removed = (input - clean estimate) = the artifact, back at the window's scale
+                    removed[r, k] = art * flat[r, k].std(-1, keepdims=True)
             todo = np.zeros((0, 2), int)
         elif gated and hasattr(net, "gate"):
             # The gate needs the autoencoder on every sample once, not once per overlapping window:
@@ -677,7 +685,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     fname = raw.filenames[0] if raw.filenames and raw.filenames[0] else "the recording"
     for start, stop, a, b in it:
         data = raw.get_data(start=a, stop=b)
-        if not np.isfinite(data).all():
+        if not np.isfinite(data.sum()) and not np.isfinite(data).all():  # one cheap pass in the usual case
             bad = np.flatnonzero(~np.isfinite(data).all(1))
             t_bad = (a + int(np.argmax(~np.isfinite(data[bad[0]])))) / sf
             raise InputFileError(

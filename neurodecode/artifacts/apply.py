@@ -703,10 +703,14 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                 else:
                     cand = S.emg_spectral_screen(eeg, sf, grid, screens["emg"]["threshold"], m.sfreq, m.l_freq,
                                                  slack=sp["emg_slack"])
+                # windows lying wholly in the chunk's margins would be thrown away: never process them
+                lo = np.arange(grid["n_win"]) * grid["hop"] - grid["lead"]
+                keep = (lo + grid["win"] > k0) & (lo < k1)
+                cand &= keep[None]
                 back, hp, n_tf, act = _denoise_blocks(m, eeg, sf, cand, grid, overlap=overlap,
                                                       prescreen=screens[m.artifact], tf=tfs[m.artifact])
-                gate[m.artifact].append(n_tf / max(cand.size, 1))
-                screened[m.artifact].append(float(cand.mean()))
+                gate[m.artifact].append(n_tf / max(keep.sum() * len(cand), 1))
+                screened[m.artifact].append(float(cand[:, keep].mean()))
             else:
                 hp = _highpass(eeg, sf, m.l_freq)
                 sig = _resample(hp, sf, m.sfreq)

@@ -12,6 +12,11 @@ How a recording is cleaned (per EEG channel):
    ``sin^2`` weights (which sum to one).
 3. The *removed* signal is resampled back to the recording's rate and subtracted from the
    original samples; the output has the original rate, length and channels.
+
+On the gated whole-recording path, cheap screens (:mod:`.screens`) first mark, per chunk and
+channel, the windows that may hold the artifact at all; only 6 s blocks around them go through
+steps 2-3 (:func:`_denoise_blocks`); the defaults are 25 % overlap and a bfloat16 transformer where
+the CPU has it (see ``docs/benchmarks/artifacts.md``, "Speed").
 """
 
 from __future__ import annotations
@@ -245,8 +250,10 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
         pre-screen calls clearly clean skip the transformer (gated mode only).
     cand : ndarray of bool, shape (n_rows, n_win) | None
         Gated mode only: the windows that may go through the transformer at all (a screen's
-        decision, :mod:`.screens`); the pre-screen is applied to them first, and the autoencoder
-        then runs only on the tiles holding their spans. None: every window.
+        decision, :mod:`.screens`); the pre-screen is applied to them first, then the autoencoder
+        gates each remaining window on the window itself (for AT-AT networks, whose
+        reconstruction the transformer then reuses; otherwise on the tiles holding its spans).
+        None: every window, gated through tiles.
     tf : callable | None
         The transformer path (:func:`transformer_fn`), to reuse one copy across calls.
 

@@ -18,8 +18,8 @@ it is, which is what the gate would mostly have decided anyway.
   frontal decision and the channel itself agree that the eye event reaches it.
 * EMG (:func:`emg_spectral_screen`): the pre-screen's feature (share of power above 30 Hz,
   :func:`neurodecode.artifacts.apply._hf_fraction`), computed on the model's windows at the
-  recording's rate, with a threshold ``slack`` times the shipped one, so that it rules out only
-  windows the exact pre-screen (applied again at the model's rate) would rule out too.
+  recording's rate without the mains bins, against ``slack`` times the shipped threshold (the
+  exact pre-screen is applied again at the model's rate to the windows that pass).
 
 Windows are those of the whole-recording path (:func:`chunk_grid`): the model's windows laid on
 the chunk from its first sample, moved by the model's hop, exactly as the dense path lays them.
@@ -34,7 +34,8 @@ import numpy as np
 __all__ = ["frontal_channels", "chunk_grid", "eog_spatial_screen", "emg_spectral_screen", "windows_touching",
            "EOG_Z_FRONT", "EOG_Z_CHAN", "EMG_SLACK"]
 
-# chosen on the validation store (denoise_multichannel_val), see the module docstring
+# chosen on the validation store (denoise_multichannel_val): the lowest all-channel RRMSE_t of the grid
+# printed by benchmarks/artifacts_screens.py (docs/benchmarks/artifacts.md, "Speed")
 EOG_Z_FRONT = 8.0
 EOG_Z_CHAN = 3.0
 EMG_SLACK = 1.0

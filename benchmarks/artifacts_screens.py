@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["none", False, {"z_front": 3, "z_chan": 0}, {"z_front": 3, "z_chan": 3}, {"z_front": 4, "z_chan": 4},
            {"z_front": 6, "z_chan": 3}, {"z_front": 6, "z_chan": 4}, {"z_front": 8, "z_chan": 3},
-           {"z_front": 10, "z_chan": 3}, {"emg_slack": 1.0}, {"z_front": 1e9}]
+           {"z_front": 10, "z_chan": 3}, {"emg_slack": 0.8}, {"z_front": 1e9}]
 
 
 def main(argv=None):

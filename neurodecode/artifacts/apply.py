@@ -393,46 +393,6 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
     return acc[:, lead : lead + n].astype(np.float64), win_gate.mean(1)
 
 
-def _lowpass_at(x, sf, l_freq, rows, pos):
-    """The zero-phase Butterworth low-pass of ``x`` at ``l_freq`` (the complement of :func:`_highpass`:
-    with ``filtfilt`` the squared magnitudes of the order-4 low- and high-pass sum to one, so
-    ``x - lowpass(x)`` is the high-pass), evaluated at sample positions ``pos`` of rows ``rows``.
-
-    The low-pass is computed on block means at about ``40 * l_freq`` Hz (a few hundred samples per
-    chunk instead of every sample; the boxcar's nulls fall on the multiples of the block rate, which
-    is where its aliases would land on the pass band) and interpolated linearly back to the
-    positions asked for: the whole rows are filtered, but only the needed samples are touched.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_rows, n)
-    rows : ndarray of int, shape (n_seg,)
-        Row of ``x`` of each segment.
-    pos : ndarray of int, shape (n_seg, n_pos)
-        Sample positions (in ``[0, n)``) of each segment.
-    """
-    from scipy.signal import butter, sosfiltfilt
-
-    n = x.shape[1]
-    b = max(1, int(sf // (40.0 * l_freq)))
-    nb = int(np.ceil(n / b))
-    if nb * b > n:
-        x = np.pad(x, ((0, 0), (0, nb * b - n)), mode="edge")
-    m = x.reshape(len(x), nb, b).mean(-1)
-    if nb > 27:
-        sos = butter(4, l_freq, btype="lowpass", fs=sf / b, output="sos")
-        m = sosfiltfilt(sos, m, axis=-1)
-    else:  # too short to filter at the low rate: the mean is what is below l_freq
-        m = np.broadcast_to(m.mean(-1, keepdims=True), m.shape)
-    u = np.clip((pos + 0.5) / b - 0.5, 0, nb - 1)
-    i0 = np.minimum(u.astype(int), nb - 2) if nb > 1 else np.zeros(u.shape, int)
-    f = u - i0
-    r = rows[:, None]
-    if nb == 1:
-        return m[r, i0]
-    return m[r, i0] * (1 - f) + m[r, i0 + 1] * f
-
-
 _BLOCK_HOPS = 4  # inner length of a screened block, in model hops (6 s for the shipped models)
 
 
@@ -441,9 +401,9 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
 
     The chunk is cut, per row, into blocks of ``block_hops`` model hops; a block owns the windows
     that start in it and is processed when it owns a candidate window. Each processed block is
-    taken with two hops of context on each side (so its windows lie inside), high-passed (as the
-    input minus the whole row's complementary low-pass, :func:`_lowpass_at`, so that no filter edge
-    falls inside the block), resampled to the model's rate and run through :func:`_denoise_rows`
+    taken with two hops of context on each side (so its windows lie inside), high-passed with a
+    longer context (3 / l_freq seconds, so the filter's edge has died out; or the whole row at once
+    where that is cheaper), resampled to the model's rate and run through :func:`_denoise_rows`
     with its candidate windows. Block and chunk windows coincide (the grid is aligned), so adding
     the blocks' removed signals gives the overlap-add of the dense path over the same windows.
 
@@ -470,7 +430,7 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     hop_sf, win_sf, lead_sf, n_wc = grid["hop"], grid["win"], grid["lead"], grid["n_win"]
     L = block_hops * hop_sf
     M = 2 * hop_sf
-    Mh = M
+    Mh = max(M, int(np.ceil(3.0 / model.l_freq * sf))) if model.l_freq else M
     n_blocks = int(np.ceil(n / L))
     if 2 * M != L:
         raise ValueError("_denoise_blocks needs blocks of twice the context (block_hops=4).")
@@ -487,15 +447,18 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
         return np.zeros((n_rows, n)), np.zeros((n_rows, n)), 0, rows
     width = n_blocks * L + 2 * Mh
     mode = "reflect" if n > max(Mh, width - n - Mh) else "edge"
-    urows, inv = np.unique(rows, return_inverse=True)
+    urows, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
     padded = np.pad(eeg[urows], ((0, 0), (Mh, width - n - Mh)), mode=mode)
+    # high-pass whole rows where that is cheaper than filtering each block with its long context
+    whole = counts * (L + 2 * Mh) > width
+    if whole.any():
+        padded[whole] = _highpass(padded[whole], sf, model.l_freq)
     from numpy.lib.stride_tricks import sliding_window_view
 
     hp = sliding_window_view(padded, L + 2 * Mh, axis=1)[:, ::L][inv, blocks]
-    if model.l_freq:
-        # high-pass = input minus the complementary low-pass, taken on the whole rows at a low rate
-        pos = np.clip(blocks[:, None] * L - Mh + np.arange(L + 2 * Mh)[None], 0, n - 1)
-        hp -= _lowpass_at(eeg[urows], sf, model.l_freq, inv, pos)
+    part = ~whole[inv]
+    if part.any():
+        hp[part] = _highpass(hp[part], sf, model.l_freq)
     n_m = (block_hops + 4) * hop_for(model, overlap)
     sig = _fit_length(_resample(hp[:, Mh - M : Mh + L + M], sf, model.sfreq), n_m).astype(np.float32)
     hop = hop_for(model, overlap)

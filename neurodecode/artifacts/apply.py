@@ -683,6 +683,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
             ok = False
         use_screen[m.artifact] = ok
     ptp = np.zeros(len(pick_idx))
+    all_picked = np.array_equal(pick_idx, np.arange(len(raw.ch_names)))
     chunks = list(iter_chunks(n_t, sf, chunk_s, margin_s))
     it = chunks
     if progress:
@@ -699,7 +700,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                 f"{fname}: channel {raw.ch_names[bad[0]]} has NaN or infinite samples (first at {t_bad:.2f} s); "
                 "repair or mark the channel bad before cleaning."
             )
-        eeg = data[pick_idx]
+        eeg = data if all_picked else data[pick_idx]  # cleaned in place: data is a fresh copy
         ptp = np.maximum(ptp, np.ptp(eeg, axis=1))
         k0, k1 = start - a, stop - a
         for m in models:
@@ -729,6 +730,7 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                 act = np.arange(len(eeg))
             if len(act) == 0:
                 continue  # nothing removed from this chunk by this model
+            act = slice(None) if len(act) == len(eeg) else act  # slices avoid fancy-index copies
             eeg[act] -= back[act]
             kept_r, kept_h = back[act, k0:k1], hp[act, k0:k1]
             sq = kept_r**2
@@ -746,8 +748,11 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
                 worst = np.sqrt(rr / np.maximum(hh, 1e-30)).max(0)
                 idx = np.arange(j0, j1)[ok]
                 ratio_bins[m.artifact][idx] = np.maximum(ratio_bins[m.artifact][idx], worst)
-        data[pick_idx] = eeg
-        buf.array[:, start:stop] = data[:, k0:k1]
+        if all_picked:
+            buf.array[:, start:stop] = eeg[:, k0:k1]
+        else:
+            data[pick_idx] = eeg
+            buf.array[:, start:stop] = data[:, k0:k1]
         buf.release()
     flat = [raw.ch_names[pick_idx[i]] for i in np.flatnonzero(ptp == 0)]
     if flat:

@@ -43,7 +43,7 @@ def make_recording(path, duration_s=3600.0):
     return path
 
 
-def child(method, path, duration_s, precision="auto", overlap=0.25, prescreen=True):
+def child(method, path, duration_s, precision="auto", overlap=0.25, prescreen=True, screen=True):
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
@@ -55,7 +55,7 @@ def child(method, path, duration_s, precision="auto", overlap=0.25, prescreen=Tr
     if duration_s < raw.n_times / raw.info["sfreq"]:
         raw.crop(0, duration_s - 1 / raw.info["sfreq"])
     t0, c0 = time.time(), time.process_time()
-    kw = {"precision": precision, "overlap": overlap, "prescreen": prescreen} if method == "atat" else {}
+    kw = {"precision": precision, "overlap": overlap, "prescreen": prescreen, "screen": screen} if method == "atat" else {}
     cleaned, summary = clean_raw(raw, method=method, artifacts=("emg", "eog"), **kw)
     wall, cpu = time.time() - t0, time.process_time() - c0
     dur = raw.n_times / raw.info["sfreq"]
@@ -73,10 +73,11 @@ def main(argv=None):
                    help="AT-AT transformer arithmetic (auto: bfloat16 where the CPU has it)")
     p.add_argument("--overlap", type=float, default=0.25, help="AT-AT window overlap fraction")
     p.add_argument("--no-prescreen", action="store_true", help="AT-AT without the pre-screen")
+    p.add_argument("--no-screen", action="store_true", help="AT-AT without the screens (dense path)")
     p.add_argument("--duration-s", type=float, default=3600.0, help="crop the recording to this length")
     a = p.parse_args(argv)
     if a.child:
-        return child(a.child, a.file, a.duration_s, a.precision, a.overlap, not a.no_prescreen)
+        return child(a.child, a.file, a.duration_s, a.precision, a.overlap, not a.no_prescreen, not a.no_screen)
     if not Path(a.file).exists():
         Path(a.file).parent.mkdir(parents=True, exist_ok=True)
         make_recording(a.file)
@@ -84,7 +85,8 @@ def main(argv=None):
     for m in a.methods.split(","):
         out = subprocess.run([sys.executable, __file__, "--child", m, "--file", a.file, "--duration-s", str(a.duration_s),
                              "--precision", a.precision, "--overlap", str(a.overlap)]
-                             + (["--no-prescreen"] if a.no_prescreen else []), capture_output=True, text=True,
+                             + (["--no-prescreen"] if a.no_prescreen else []) + (["--no-screen"] if a.no_screen else []),
+                             capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         if out.returncode:
             print(out.stderr[-3000:], file=sys.stderr)
@@ -97,7 +99,8 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     prec = next((r.get("precision") for r in res if r["method"] == "atat"), a.precision)
     names = {"atat": f"AT-AT (EOG + EMG models, chunked, {prec} transformer, "
-                     f"{a.overlap:.0%} overlap, pre-screen {'off' if a.no_prescreen else 'on'})", "ica": "MNE ICA picard 20 + ICLabel + apply (chunked)",
+                     f"{a.overlap:.0%} overlap, pre-screen {'off' if a.no_prescreen else 'on'}, "
+                     f"screens {'off' if a.no_screen else 'on'})", "ica": "MNE ICA picard 20 + ICLabel + apply (chunked)",
              "filter": "Butterworth filters (chunked)"}
     for r in res:
         print(f"| {names[r['method']]} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['duration_s'] / r['wall_s']:.0f}x | "

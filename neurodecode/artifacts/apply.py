@@ -12,6 +12,11 @@ How a recording is cleaned (per EEG channel):
    ``sin^2`` weights (which sum to one).
 3. The *removed* signal is resampled back to the recording's rate and subtracted from the
    original samples; the output has the original rate, length and channels.
+
+On the gated whole-recording path, cheap screens (:mod:`.screens`) first mark, per chunk and
+channel, the windows that may hold the artifact at all; only 6 s blocks around them go through
+steps 2-3 (:func:`_denoise_blocks`); the defaults are 25 % overlap and a bfloat16 transformer where
+the CPU has it (see ``docs/benchmarks/artifacts.md``, "Speed").
 """
 
 from __future__ import annotations
@@ -58,9 +63,10 @@ def _highpass(x, sfreq, l_freq):
 
 
 # windows per forward pass: large batches run the small convolutions efficiently, and both bound the
-# activation memory (a 2048-window transformer batch peaked near 1 GB)
+# activation memory (a 2048-window transformer batch peaked near 1 GB); with the bfloat16 transformer,
+# batches of 64-128 windows ran fastest on one thread (0.22 ms/window vs 0.28 at 256)
 _AE_BATCH = 1024
-_TF_BATCH = 256
+_TF_BATCH = 128
 
 
 def _normalise(seg):
@@ -228,7 +234,7 @@ def hop_for(model, overlap):
     return min(max(hop, win // 2), win - span)
 
 
-def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, prescreen=None):
+def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, prescreen=None, cand=None, tf=None):
     """Overlap-add denoising of rows at the model's rate.
 
     Parameters
@@ -242,6 +248,14 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
     prescreen : dict | None
         ``{"feature", "threshold"}`` (:func:`load_prescreen`): windows the gate flags but the
         pre-screen calls clearly clean skip the transformer (gated mode only).
+    cand : ndarray of bool, shape (n_rows, n_win) | None
+        Gated mode only: the windows that may go through the transformer at all (a screen's
+        decision, :mod:`.screens`); the pre-screen is applied to them first, then the autoencoder
+        gates each remaining window on the window itself (for AT-AT networks, whose
+        reconstruction the transformer then reuses; otherwise on the tiles holding its spans).
+        None: every window, gated through tiles.
+    tf : callable | None
+        The transformer path (:func:`transformer_fn`), to reuse one copy across calls.
 
     Returns
     -------
@@ -274,22 +288,75 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
     import torch
 
     net = model.net
-    tf = transformer_fn(net, precision)
+    tf = tf if tf is not None else transformer_fn(net, precision)
     with torch.inference_mode():
-        if gated and hasattr(net, "gate"):
+        if gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer"):
+            # Screened windows are few and scattered: gate each candidate window with the
+            # autoencoder on the window itself (as the gate was calibrated, on whole windows), and
+            # reuse that reconstruction in the transformer path instead of computing it twice.
+            cwin = np.asarray(cand, bool).copy()
+            if prescreen is not None and cwin.any():
+                r, k = np.nonzero(cwin)
+                skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
+                cwin[r[skip], k[skip]] = False
+            from .atat import span_correlation
+
+            win_gate = np.zeros((n_rows, n_win), bool)
+            todo = np.argwhere(cwin)
+            span = int(net.span)
+            ys, resid, where = [], [], []
+            for i in range(0, len(todo), _AE_BATCH):
+                r, k = todo[i : i + _AE_BATCH].T
+                norm, live = _normalise(flat[r, k])
+                y = torch.from_numpy(norm)
+                rec = net.ae(y)
+                c = span_correlation(rec, y, span)
+                g = (((c < net.tau) | (c > net.tau_hi)).any(1)).numpy() & live
+                if g.any():
+                    gi = torch.from_numpy(np.flatnonzero(g))
+                    ys.append(y[gi])
+                    resid.append(y[gi] - rec[gi])
+                    where.append(todo[i : i + _AE_BATCH][g])
+            if ys:
+                ys, resid, where = torch.cat(ys), torch.cat(resid), np.concatenate(where)
+                win_gate[where[:, 0], where[:, 1]] = True
+                for i in range(0, len(ys), _TF_BATCH):
+                    r, k = where[i : i + _TF_BATCH].T
+                    yb = ys[i : i + _TF_BATCH]
+                    art = tf.transformer(torch.stack([yb, resid[i : i + _TF_BATCH]], 1)).float().numpy()
+                    # removed = (input - clean estimate) = the artifact, back at the window's scale
+                    removed[r, k] = art * flat[r, k].std(-1, keepdims=True)
+            todo = np.zeros((0, 2), int)
+        elif gated and hasattr(net, "gate"):
             # The gate needs the autoencoder on every sample once, not once per overlapping window:
             # tiles of one window cover the padded rows without overlap, and their span gates give
             # every span's gate. A window then goes through the transformer when any of its spans
             # is gated; the others are left alone and cost nothing more.
             span = int(net.span)
             per_win = win // span
-            tiles = pad[:, : n_tiles * win].reshape(-1, win)
-            span_gate = np.zeros((len(tiles), per_win), bool)
-            for i in range(0, len(tiles), _AE_BATCH):
-                norm, live = _normalise(tiles[i : i + _AE_BATCH])
-                g = net.gate(torch.from_numpy(norm)).numpy()
-                span_gate[i : i + _AE_BATCH] = g & live[:, None]
             step = hop // span  # hop_for makes the step a multiple of the span
+            tiles = pad[:, : n_tiles * win].reshape(-1, win)
+            cwin = None
+            if cand is None:
+                need = np.arange(len(tiles))
+            else:
+                # a screen already ruled most windows out: pre-screen the rest (cheap), then run the
+                # autoencoder only on the tiles that hold a span of a remaining window (at most two)
+                cwin = np.asarray(cand, bool).copy()
+                if prescreen is not None and cwin.any():
+                    r, k = np.nonzero(cwin)
+                    skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
+                    cwin[r[skip], k[skip]] = False
+                r, k = np.nonzero(cwin)
+                t0 = np.minimum((k * step) // per_win, n_tiles - 1)
+                t1 = np.minimum((k * step + per_win - 1) // per_win, n_tiles - 1)
+                need = np.unique(np.r_[r * n_tiles + t0, r * n_tiles + t1])
+            span_gate = np.zeros((len(tiles), per_win), bool)
+            for i in range(0, len(need), _AE_BATCH):
+                j = need[i : i + _AE_BATCH]
+                norm, live = _normalise(tiles[j])
+                g = net.gate(torch.from_numpy(norm)).numpy()
+                span_gate[j] = g & live[:, None]
             spans = np.zeros((n_rows, (n_win - 1) * step + per_win), bool)
             m = min(spans.shape[1], n_tiles * per_win)
             spans[:, :m] = span_gate.reshape(n_rows, -1)[:, :m]
@@ -297,13 +364,16 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
             win_gate = np.zeros((n_rows, n_win), bool)
             for k in range(per_win):
                 win_gate |= spans[:, starts + k]
-            if prescreen is not None:
+            if cwin is not None:
+                win_gate &= cwin
+            elif prescreen is not None:
                 r, k = np.nonzero(win_gate)
                 skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
                 win_gate[r[skip], k[skip]] = False
         else:
             win_gate = np.ones((n_rows, n_win), bool)
-        todo = np.argwhere(win_gate)
+        if not (gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer")):
+            todo = np.argwhere(win_gate)
         for i in range(0, len(todo), _TF_BATCH):
             r, k = todo[i : i + _TF_BATCH].T
             seg = flat[r, k]
@@ -311,11 +381,111 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
             out = tf(torch.from_numpy(norm)).numpy()
             sd = seg.std(-1, keepdims=True)
             removed[r, k] = np.where(live[:, None], (norm - out) * sd, 0.0)
-    rw = removed * crossfade_weights(win, hop)
+    w = crossfade_weights(win, hop)
     acc = np.zeros((n_rows, total), np.float32)
+    sparse = win_gate.mean() < 0.5
     for k in np.flatnonzero(win_gate.any(0)):  # windows nobody denoised add nothing
-        acc[:, k * hop : k * hop + win] += rw[:, k]
+        if sparse:  # only the rows this window was denoised on
+            rr = np.flatnonzero(win_gate[:, k])
+            acc[rr, k * hop : k * hop + win] += removed[rr, k] * w
+        else:
+            acc[:, k * hop : k * hop + win] += removed[:, k] * w
     return acc[:, lead : lead + n].astype(np.float64), win_gate.mean(1)
+
+
+_BLOCK_HOPS = 4  # inner length of a screened block, in model hops (6 s for the shipped models)
+
+
+def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block_hops=_BLOCK_HOPS):
+    """Gated denoising of only the stretches of a chunk that hold candidate windows.
+
+    The chunk is cut, per row, into blocks of ``block_hops`` model hops; a block owns the windows
+    that start in it and is processed when it owns a candidate window. Each processed block is
+    taken with two hops of context on each side (so its windows lie inside), high-passed with a
+    longer context (3 / l_freq seconds, so the filter's edge has died out; or the whole row at once
+    where that is cheaper), resampled to the model's rate and run through :func:`_denoise_rows`
+    with its candidate windows. Block and chunk windows coincide (the grid is aligned), so adding
+    the blocks' removed signals gives the overlap-add of the dense path over the same windows.
+
+    Parameters
+    ----------
+    eeg : ndarray, shape (n_rows, n) at ``sf``
+    cand : ndarray of bool, shape (n_rows, grid["n_win"])
+        Candidate windows of the chunk (:mod:`.screens`).
+    grid : dict
+        :func:`.screens.chunk_grid` for the model's hop.
+
+    Returns
+    -------
+    back : ndarray, shape (n_rows, n)
+        The removed signal at ``sf`` (zero outside processed blocks).
+    hp : ndarray, shape (n_rows, n)
+        The high-passed input where blocks were processed (zero elsewhere).
+    n_tf : int
+        Windows sent to the transformer.
+    rows : ndarray of int
+        The rows with a processed block (``back`` and ``hp`` are zero on the others).
+    """
+    n_rows, n = eeg.shape
+    hop_sf, win_sf, lead_sf, n_wc = grid["hop"], grid["win"], grid["lead"], grid["n_win"]
+    L = block_hops * hop_sf
+    M = 2 * hop_sf
+    Mh = max(M, int(np.ceil(3.0 / model.l_freq * sf))) if model.l_freq else M
+    n_blocks = int(np.ceil(n / L))
+    if 2 * M != L:
+        raise ValueError("_denoise_blocks needs blocks of twice the context (block_hops=4).")
+    j = np.arange(n_blocks)
+    # block j owns the chunk windows that start in its inner part [jL, (j+1)L) (block 0 also the
+    # first one, which starts before the chunk): each window is denoised once, by its owner
+    k_lo = np.clip(-((-(j * L + lead_sf)) // hop_sf), 0, n_wc)
+    k_lo[0] = 0
+    k_hi = np.clip(-((-((j + 1) * L + lead_sf)) // hop_sf), 0, n_wc)
+    cs = np.zeros((n_rows, n_wc + 1), np.int64)
+    np.cumsum(cand, axis=1, out=cs[:, 1:])
+    rows, blocks = np.nonzero(cs[:, k_hi] - cs[:, k_lo] > 0)
+    if len(rows) == 0:
+        return np.zeros((n_rows, n)), np.zeros((n_rows, n)), 0, rows
+    width = n_blocks * L + 2 * Mh
+    mode = "reflect" if n > max(Mh, width - n - Mh) else "edge"
+    urows, inv, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    padded = np.pad(eeg[urows], ((0, 0), (Mh, width - n - Mh)), mode=mode)
+    # high-pass whole rows where that is cheaper than filtering each block with its long context
+    whole = counts * (L + 2 * Mh) > width
+    if whole.any():
+        padded[whole] = _highpass(padded[whole], sf, model.l_freq)
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    hp = sliding_window_view(padded, L + 2 * Mh, axis=1)[:, ::L][inv, blocks]
+    part = ~whole[inv]
+    if part.any():
+        hp[part] = _highpass(hp[part], sf, model.l_freq)
+    n_m = (block_hops + 4) * hop_for(model, overlap)
+    sig = _fit_length(_resample(hp[:, Mh - M : Mh + L + M], sf, model.sfreq), n_m).astype(np.float32)
+    hop = hop_for(model, overlap)
+    lead = model.n_times - hop
+    n_win = int(np.ceil((n_m + lead) / hop))
+    n_win += n_win % 2
+    kc = blocks[:, None] * block_hops - 2 + np.arange(n_win)[None]
+    ok = (kc >= k_lo[blocks][:, None]) & (kc < k_hi[blocks][:, None])
+    cl = np.zeros(kc.shape, bool)
+    cl[ok] = cand[np.broadcast_to(rows[:, None], kc.shape)[ok], kc[ok]]
+    removed, frac = _denoise_rows(model, sig, True, overlap=overlap, prescreen=prescreen, cand=cl, tf=tf)
+    ext = _resample_back(removed, model.sfreq, sf, L + 2 * M)
+    # the overlap-add is a sum over windows, so each block's whole removed signal (its windows reach
+    # up to M past its inner part) is added. With 2M = L a block's extended span [jL - M, jL + L + M)
+    # is exactly two consecutive L-long cells of a grid shifted by M: cells j and j + 1. Each
+    # (row, block) pair is unique, so each of the two additions has no repeated index.
+    bp = np.zeros((n_rows, n_blocks + 1, L))
+    hpp = np.zeros((n_rows, n_blocks + 1, L))
+    e = ext.reshape(len(rows), 2, L)
+    h = hp[:, Mh - M : Mh + L + M].reshape(len(rows), 2, L)
+    bp[rows, blocks] += e[:, 0]
+    bp[rows, blocks + 1] += e[:, 1]
+    hpp[rows, blocks] = h[:, 0]
+    hpp[rows, blocks + 1] = h[:, 1]
+    back = bp.reshape(n_rows, -1)[:, M : M + n]
+    hp_out = hpp.reshape(n_rows, -1)[:, M : M + n]
+    return back, hp_out, int(round(float((frac * n_win).sum()))), urows
 
 
 def denoise_array(model, x, sfreq, *, gated=True, highpass=True, precision="float32", overlap=0.5, prescreen=None):
@@ -411,7 +581,7 @@ def check_recording(raw, picks, min_sfreq, min_seconds, what="the recording"):
 
 def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, margin_s=8.0, tmp_dir=None,
                    edit_ratio=0.3, bad_ratio=0.9, problems=None, gated=True, precision=None,
-                   overlap=None, prescreen=True):
+                   overlap=None, prescreen=True, screen=True):
     """Clean a multichannel Raw with one or more segment denoisers, chunk by chunk.
 
     Parameters
@@ -447,6 +617,14 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         clean skip the transformer (:func:`load_prescreen`; thresholds calibrated on validation
         windows so that about 1 % of contaminated ones would be skipped). Models without a shipped
         pre-screen are unaffected.
+    screen : bool | dict
+        With ``gated``, decide first, cheaply and at the recording's rate, which windows may hold
+        the artifact at all (:mod:`.screens`), and high-pass, resample and gate only the stretches
+        around them: EOG from one decision per time span on the frontal (Fp*/AF*) channels where
+        each channel agrees, EMG from the pre-screen's spectral feature. A model whose screen
+        cannot be used (no frontal channels, no pre-screen, or a rate at which the model's windows
+        are not whole samples) runs on every window as before. ``False``: the dense path. A dict
+        (``z_front``, ``z_chan``, ``emg_slack``) overrides the screens' shipped thresholds.
 
     Returns
     -------
@@ -470,6 +648,9 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         if hasattr(m, "net"):
             hop_for(m, overlap)  # checks the value before any work
     screens = {m.artifact: (load_prescreen(m.artifact) if (prescreen and gated) else None) for m in models}
+    from . import screens as S
+
+    tfs = {m.artifact: transformer_fn(m.net, precision) for m in models if hasattr(m, "net")}
     t0 = time.time()
     sf = raw.info["sfreq"]
     pick_idx = mne.pick_types(raw.info, eeg=True, exclude="bads") if picks == "eeg" else \
@@ -483,7 +664,26 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     ratio_bins = {m.artifact: np.zeros(n_bins) for m in models}
     removed_ss = {m.artifact: np.zeros(len(pick_idx)) for m in models}
     gate = {m.artifact: [] for m in models}
+    screened = {m.artifact: [] for m in models}
+    frontal = S.frontal_channels([raw.ch_names[i] for i in pick_idx])
+    sp = {"z_front": S.EOG_Z_FRONT, "z_chan": S.EOG_Z_CHAN, "emg_slack": S.EMG_SLACK}
+    if isinstance(screen, dict):
+        unknown = set(screen) - set(sp)
+        if unknown:
+            raise UsageError(f"screen: unknown setting(s) {sorted(unknown)}; allowed: {sorted(sp)}.")
+        sp.update({k: float(v) for k, v in screen.items()})
+    use_screen = {}
+    for m in models:
+        ok = bool(screen and gated and hasattr(m, "net") and hasattr(m.net, "gate"))
+        if m.artifact == "eog":
+            ok = ok and len(frontal) > 0
+        elif m.artifact == "emg":
+            ok = ok and screens.get("emg") is not None and screens["emg"].get("feature") == "hf_fraction"
+        else:
+            ok = False
+        use_screen[m.artifact] = ok
     ptp = np.zeros(len(pick_idx))
+    all_picked = np.array_equal(pick_idx, np.arange(len(raw.ch_names)))
     chunks = list(iter_chunks(n_t, sf, chunk_s, margin_s))
     it = chunks
     if progress:
@@ -493,35 +693,66 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
     fname = raw.filenames[0] if raw.filenames and raw.filenames[0] else "the recording"
     for start, stop, a, b in it:
         data = raw.get_data(start=a, stop=b)
-        if not np.isfinite(data).all():
+        if not np.isfinite(data.sum()) and not np.isfinite(data).all():  # one cheap pass in the usual case
             bad = np.flatnonzero(~np.isfinite(data).all(1))
             t_bad = (a + int(np.argmax(~np.isfinite(data[bad[0]])))) / sf
             raise InputFileError(
                 f"{fname}: channel {raw.ch_names[bad[0]]} has NaN or infinite samples (first at {t_bad:.2f} s); "
                 "repair or mark the channel bad before cleaning."
             )
-        eeg = data[pick_idx]
+        eeg = data if all_picked else data[pick_idx]  # cleaned in place: data is a fresh copy
         ptp = np.maximum(ptp, np.ptp(eeg, axis=1))
         k0, k1 = start - a, stop - a
         for m in models:
-            hp = _highpass(eeg, sf, m.l_freq)
-            sig = _resample(hp, sf, m.sfreq)
-            removed, gfrac = _denoise_rows(m, sig, gated, precision, overlap, screens[m.artifact])
-            back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
-            eeg = eeg - back
-            gate[m.artifact].append(float(gfrac.mean()))
-            kept_r, kept_h = back[:, k0:k1], hp[:, k0:k1]
-            removed_ss[m.artifact] += (kept_r**2).sum(1)
+            grid = S.chunk_grid(eeg.shape[1], sf, m, hop_for(m, overlap)) if use_screen[m.artifact] else None
+            if grid is not None:
+                if m.artifact == "eog":
+                    cand, _ = S.eog_spatial_screen(eeg, sf, frontal, grid, z_front=sp["z_front"], z_chan=sp["z_chan"])
+                else:
+                    cand = S.emg_spectral_screen(eeg, sf, grid, screens["emg"]["threshold"], m.sfreq, m.l_freq,
+                                                 slack=sp["emg_slack"])
+                # windows lying wholly in the chunk's margins would be thrown away: never process them
+                lo = np.arange(grid["n_win"]) * grid["hop"] - grid["lead"]
+                keep = (lo + grid["win"] > k0) & (lo < k1)
+                cand &= keep[None]
+                back, hp, n_tf, act = _denoise_blocks(m, eeg, sf, cand, grid, overlap=overlap,
+                                                      prescreen=screens[m.artifact], tf=tfs[m.artifact])
+                gate[m.artifact].append((n_tf, keep.sum() * len(cand)))
+                screened[m.artifact].append((int(cand.sum()), keep.sum() * len(cand)))
+            else:
+                hp = _highpass(eeg, sf, m.l_freq)
+                sig = _resample(hp, sf, m.sfreq)
+                removed, gfrac = _denoise_rows(m, sig, gated, precision, overlap, screens[m.artifact],
+                                               tf=tfs.get(m.artifact))
+                back = _resample_back(removed, m.sfreq, sf, eeg.shape[1])
+                nw = sig.shape[1] / hop_for(m, overlap)  # about the chunk's windows per row, its weight
+                gate[m.artifact].append((float(gfrac.sum()) * nw, len(gfrac) * nw))
+                act = np.arange(len(eeg))
+            if len(act) == 0:
+                continue  # nothing removed from this chunk by this model
+            act = slice(None) if len(act) == len(eeg) else act  # slices avoid fancy-index copies
+            eeg[act] -= back[act]
+            kept_r, kept_h = back[act, k0:k1], hp[act, k0:k1]
+            sq = kept_r**2
+            removed_ss[m.artifact][act] += sq.sum(1)
             # 1 s bins: worst channel's removed/input RMS ratio
             s = int(round(sf))
-            for j in range(start // s, int(np.ceil(stop / s))):
-                lo, hi = max(j * s, start) - start, min((j + 1) * s, stop) - start
-                if hi <= lo:
-                    continue
-                r = np.sqrt((kept_r[:, lo:hi] ** 2).mean(1) / np.maximum((kept_h[:, lo:hi] ** 2).mean(1), 1e-30))
-                ratio_bins[m.artifact][j] = max(ratio_bins[m.artifact][j], float(r.max()))
-        data[pick_idx] = eeg
-        buf.array[:, start:stop] = data[:, k0:k1]
+            j0, j1 = start // s, int(np.ceil(stop / s))
+            edges = np.clip(np.arange(j0, j1 + 1) * s, start, stop) - start
+            ok = np.diff(edges) > 0
+            if ok.any():
+                lo = edges[:-1][ok]
+                cnt = np.diff(edges)[ok]
+                rr = np.add.reduceat(sq, lo, axis=1) / cnt
+                hh = np.add.reduceat(kept_h**2, lo, axis=1) / cnt
+                worst = np.sqrt(rr / np.maximum(hh, 1e-30)).max(0)
+                idx = np.arange(j0, j1)[ok]
+                ratio_bins[m.artifact][idx] = np.maximum(ratio_bins[m.artifact][idx], worst)
+        if all_picked:
+            buf.array[:, start:stop] = eeg[:, k0:k1]
+        else:
+            data[pick_idx] = eeg
+            buf.array[:, start:stop] = data[:, k0:k1]
         buf.release()
     flat = [raw.ch_names[pick_idx[i]] for i in np.flatnonzero(ptp == 0)]
     if flat:
@@ -561,7 +792,14 @@ def apply_denoiser(models, raw, *, picks="eeg", progress=False, chunk_s=120.0, m
         "precision": precision,
         "overlap": overlap,
         "prescreen": screens,
-        "gate_fraction": {art: float(np.mean(g)) if g else 0.0 for art, g in gate.items()},
+        # windows sent to the transformer / windows, over the whole recording (chunks weighted by size)
+        "gate_fraction": {art: float(sum(a for a, _ in g) / max(sum(b for _, b in g), 1)) if g else 0.0
+                          for art, g in gate.items()},
+        "screen": {art: ("frontal EOG decision" if art == "eog" else "spectral") if use_screen[art] else None
+                   for art in use_screen},
+        "screen_fraction": {art: float(sum(a for a, _ in v) / max(sum(b for _, b in v), 1))
+                            for art, v in screened.items() if v},
+        "screen_settings": sp if any(use_screen.values()) else None,
         "models": [{"artifact": m.artifact, "tau": float(m.net.tau), "tau_hi": float(getattr(m.net, "tau_hi", 2.0)),
                     "n_parameters": m.n_parameters()}
                    for m in models if hasattr(m, "net")],

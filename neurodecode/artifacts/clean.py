@@ -34,7 +34,7 @@ def _artifacts(artifacts):
 
 
 def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, chunk_s=120.0, models=None,
-              precision=None, overlap=None, prescreen=True):
+              precision=None, overlap=None, prescreen=True, screen=True):
     """Remove EMG and/or EOG artifacts from a recording.
 
     Parameters
@@ -63,6 +63,10 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         :func:`~neurodecode.artifacts.apply.apply_denoiser` (0.25).
     prescreen : bool
         Let the shipped pre-screen veto the transformer on clearly clean windows (``method="atat"``).
+    screen : bool
+        Decide cheaply first where each AT-AT model may run at all (one frontal EOG decision per
+        time span, a spectral EMG screen) and process only those stretches (``method="atat"``;
+        :mod:`neurodecode.artifacts.screens`). ``False``: every window goes through the gate.
 
     Returns
     -------
@@ -81,7 +85,7 @@ def clean_raw(raw, *, method="atat", artifacts=("emg", "eog"), progress=False, c
         models = models or [ATAT.from_pretrained(a) for a in arts]
         kw = {k: v for k, v in (("overlap", overlap), ("precision", precision)) if v is not None}
         cleaned, summary = apply_denoiser(models, raw, progress=progress, chunk_s=chunk_s, prescreen=prescreen,
-                                          **kw)
+                                          screen=screen, **kw)
     elif method == "filter":
         cleaned, summary = _clean_filter(raw, arts, progress, chunk_s)
     else:

@@ -496,6 +496,8 @@ def build_multichannel(recipe, out, *, overwrite=False, root=None):
     tapered, covering about ``emg_fraction`` of the time) are added on temporal channels with an
     RMS of ``emg_gain`` x each channel's EEG RMS. Stored groups: ``<rec>_clean`` and
     ``<rec>_contaminated`` (64, n_times) at the source rate, plus ``<rec>_emg_mask`` spans.
+    ``noise_span`` (default ``[0, 1]``): the fraction of every EOG/EMG source used, so that a
+    validation store can take the spans the training split never used.
     """
     from scipy.signal.windows import tukey
 
@@ -505,6 +507,10 @@ def build_multichannel(recipe, out, *, overwrite=False, root=None):
     rng = np.random.default_rng(int(recipe["seed"]))
     eog_files = recipe["eog"]
     emg_files = recipe["emg"]
+    s0, s1 = (float(v) for v in recipe.get("noise_span", (0.0, 1.0)))
+
+    def span(x):
+        return x[int(s0 * len(x)) : int(s1 * len(x))]
     recs = []
     for rel in recipe["recordings"]:
         raw = _read_eeg(_source_path(rel, root))
@@ -520,6 +526,7 @@ def build_multichannel(recipe, out, *, overwrite=False, root=None):
         for spec in eog_files:
             p, _, ch = spec.partition("::")
             (x, esf, _), = _read_eog(_source_path(p, root), ch or None)
+            x = span(x)
             x = _resample(_bandpass(x, esf, 0.3, 10.0), esf, sf)
             off = int(rng.integers(0, max(1, len(x) - n_t)))
             x = np.resize(x[off:], n_t)
@@ -532,6 +539,7 @@ def build_multichannel(recipe, out, *, overwrite=False, root=None):
         emg_x = []
         for f in emg_files:
             x, esf = _read_emg(_source_path(f, root))
+            x = span(x)
             emg_x.append(_resample(_bandpass(x, esf, 1.0, 0.45 * min(esf, sf * 2)), esf, sf))
         emg = np.zeros_like(clean)
         mask = np.zeros(n_t, bool)

@@ -19,6 +19,10 @@ def register(app):
         demo: bool = typer.Option(False, "--demo", help="Clean a built-in SIMULATED recording instead of PATH."),
         summary_json: Optional[Path] = typer.Option(None, "--summary", help="Write the cleaning summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        thorough: bool = typer.Option(
+            False, "--thorough",
+            help="atat: gate every window with the autoencoder instead of screening the recording first "
+                 "(slower; removes more eye artifact on frontal channels, see docs/cleaning.md)."),
     ):
         """Clean a recording: a new file with artifacts removed, every change annotated (EDITED_*/BAD_*)."""
         from ..utils import UsageError
@@ -49,7 +53,8 @@ def register(app):
             typer.echo("Cleaning the built-in SIMULATED demonstration recording (not real data).", err=True)
         else:
             raw = read_raw(path, preload=False)
-        cleaned, summary = clean_raw(raw, method=method, artifacts=artifacts, progress=not quiet)
+        extra = {"screen": False} if thorough and method == "atat" else {}
+        cleaned, summary = clean_raw(raw, method=method, artifacts=artifacts, progress=not quiet, **extra)
         write_raw(cleaned, out, overwrite=overwrite, inputs=[path] if path is not None else [])
         if report is not None:
             from ..report import cleaning_report

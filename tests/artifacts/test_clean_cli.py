@@ -64,3 +64,20 @@ def test_demo_with_shipped_atat(tmp_path):
     cleaned = mne.io.read_raw_edf(out, verbose="error")
     assert cleaned.n_times == 30 * 256 and len(cleaned.ch_names) == 19
     assert "SIMULATED_BLINK" in set(cleaned.annotations.description)
+
+
+def test_thorough_turns_the_atat_screens_off(tmp_path):
+    import json
+
+    from neurodecode.artifacts.atat import _WEIGHTS
+
+    if not (_WEIGHTS / "atat_emg.safetensors").exists() or not (_WEIGHTS / "atat_eog.safetensors").exists():
+        pytest.skip("shipped AT-AT weights not built yet")
+    screened, dense = tmp_path / "s.json", tmp_path / "d.json"
+    assert _run(["clean", "--demo", "-o", str(tmp_path / "s.edf"), "--summary", str(screened), "--quiet"]) == 0
+    assert _run(["clean", "--demo", "-o", str(tmp_path / "d.edf"), "--summary", str(dense), "--quiet",
+                 "--thorough"]) == 0
+    s, d = json.loads(screened.read_text()), json.loads(dense.read_text())
+    assert s["screen"]["eog"] is not None and d["screen"] == {"eog": None, "emg": None}
+    # without the screens the EOG gate judges (and sends on) more windows
+    assert d["gate_fraction"]["eog"] > s["gate_fraction"]["eog"]

@@ -55,6 +55,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, nargs="+", default=[25], help="DDIM steps (ddpm)")
     ap.add_argument("--guidance", type=float, nargs="+", default=[1.0], help="guidance scales (ddpm)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ar", action="store_true", help="also print the AR baseline's row")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     Xtr, ytr, _ = load_artifact_windows(args.store, split="train")
@@ -68,6 +69,9 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     r = score(Xtr[idx], ytr[idx], Xval, yval, knn, Xtr, ytr)
     print(f"| real_train | {fmt(r)} | - |")
+    if args.ar:
+        X = generate(load_generator("ar", store=args.store), labels, seed=args.seed)
+        print(f"| ar | {fmt(score(X, labels, Xval, yval, knn, Xtr, ytr))} | - |")
     settings = [(s, w) for s in args.steps for w in args.guidance] if args.model == "ddpm" else [(None, None)]
     for path in args.weights:
         gen = load_generator(args.model, path)

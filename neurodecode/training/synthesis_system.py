@@ -231,7 +231,13 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
         from safetensors import safe_open
 
         prev = type(model).load(init_weights)
-        model.load_state_dict(prev.state_dict())
+        if hasattr(model, "init_from") and dict(prev.config) != dict(model.config):
+            # warm start across configs (e.g. the diffusion model gaining window_scale)
+            model.init_from(prev)
+            if hasattr(model, "fit_data_stats"):
+                model.fit_data_stats(Xtr)
+        else:
+            model.load_state_dict(prev.state_dict())
         with safe_open(str(init_weights), framework="pt") as f:
             meta = f.metadata() or {}
         previous = json.loads(meta.get("previous_runs", "[]"))
@@ -242,8 +248,8 @@ def train_from_config(config, *, store, out, max_minutes=None, seed=None, overwr
 
         _, lo, hi = minmax_scale(Xtr)
         model.fit_scale_stats(lo, hi)
-    if hasattr(model, "channel_scale") and init_weights is None:
-        model.channel_scale.copy_(torch.as_tensor(Xtr.std(axis=(0, 2)), dtype=torch.float32))
+    if hasattr(model, "fit_data_stats") and init_weights is None:
+        model.fit_data_stats(Xtr)
     system = _instantiate(config["system"], model=model)
     tcfg = dict(config.get("trainer") or {})
     minutes = float(max_minutes if max_minutes is not None else tcfg.pop("max_minutes", 5))

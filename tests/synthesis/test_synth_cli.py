@@ -77,6 +77,24 @@ def test_training_writes_weights_with_provenance(tiny_models, tiny_store):
     assert np.allclose(stats, [r.mean(), r.std()], rtol=1e-4)  # range code standardised on train windows
 
 
+def test_ddpm_warm_start_into_window_scale(tiny_models, tiny_store, tmp_path):
+    import copy
+
+    from neurodecode.artifacts.synthesis.ddpm import UNet1DConditional
+    from neurodecode.training.synthesis_system import train_from_config
+
+    cfg = copy.deepcopy(TINY_DDPM)
+    cfg["model"]["init_args"]["window_scale"] = True
+    out = tmp_path / "ws.safetensors"
+    s = train_from_config(cfg, store=tiny_store, out=out, init_weights=tiny_models["ddpm"])
+    assert s["total_steps"] > s["steps"] > 0  # the earlier run is counted
+    m = UNet1DConditional.load(out)
+    X, _, _ = load_artifact_windows(tiny_store, split="train")
+    assert m.config.window_scale and m.conv_in.in_channels == 16
+    assert np.allclose(m.log_scale_mean.numpy(), np.log(X.std(axis=2)).mean(0), rtol=1e-4)
+    assert m.sample(["muscle"], num_inference_steps=2, seed=0).shape == (1, 8, 256)
+
+
 @pytest.mark.parametrize("model,extra", [("wgan", []), ("ddpm", ["--guidance", "2.0", "--steps", "2"])])
 def test_synth_writes_labelled_store(tiny_models, tmp_path, model, extra):
     out = tmp_path / "eye.h5"

@@ -180,6 +180,37 @@ def test_diffusion_learns_class_amplitude():
     assert a1 > 2.5 * a0
 
 
+def test_window_scale_roundtrip_and_generated_amplitude():
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((40, 2, 32)) * np.exp(rng.normal(2.0, 0.8, (40, 2, 1)))).astype(np.float32)
+    m = _tiny_unet(window_scale=True).fit_data_stats(X)
+    logs = np.log(X.std(axis=2))
+    assert np.allclose(m.log_scale_mean.numpy(), logs.mean(0), rtol=1e-4)
+    z = m.scale(torch.as_tensor(X))
+    assert z.shape == (40, 4, 32)
+    assert torch.allclose(z[:, :2].std(-1, unbiased=False), torch.ones(40, 2), atol=1e-4)  # unit-std shapes
+    assert torch.allclose(m.unscale(z), torch.as_tensor(X), rtol=1e-3, atol=1e-3)
+    # a generated shape that came out too quiet still gets exactly the generated amplitude
+    code = torch.tensor([[1.0], [-0.5]]).expand(2, 32)[None]
+    quiet = torch.cat([0.3 * torch.randn(1, 2, 32), code], 1)
+    want = torch.exp(torch.tensor([1.0, -0.5]) * m.log_scale_std + m.log_scale_mean)
+    assert torch.allclose(m.unscale(quiet).std(-1, unbiased=False)[0], want, rtol=1e-4)
+
+
+def test_window_scale_warm_start_and_sampling():
+    torch.manual_seed(0)
+    old = _tiny_unet().eval()
+    new = _tiny_unet(window_scale=True).init_from(old).eval()
+    x, t, y = torch.randn(3, 2, 32), torch.tensor([7, 7, 7]), torch.tensor([0, 1, 3])
+    extra = torch.randn(3, 2, 32)
+    # the extra code channels start disconnected: the shape output equals the old model's output
+    assert torch.allclose(new(torch.cat([x, extra], 1), t, y)[:, :2], old(x, t, y), atol=1e-6)
+    assert torch.count_nonzero(new.conv_in.weight[:, 2:]) == 0
+    new.fit_data_stats(np.random.default_rng(0).standard_normal((20, 2, 32)) * 5)
+    X = new.sample([0, 1, 2], guidance=2.0, num_inference_steps=3, seed=0)
+    assert X.shape == (3, 2, 32) and np.isfinite(X).all()
+
+
 def test_ar_baseline_recovers_coefficients_and_spectrum():
     rng = np.random.default_rng(0)
     from scipy.signal import lfilter

@@ -12,8 +12,21 @@ Fixes the three defects noted in ArtifactGen's released diffusion code
    sampler (:class:`~diffusers.DDIMScheduler` or DDPM) is built with ``from_config`` of that same
    scheduler config, so a mismatch cannot happen.
 
-Windows are scaled by one fixed per-channel standard deviation measured on the training set
-(kept as a buffer), so class amplitude differences are learned rather than normalised away.
+Two input scalings are available (``window_scale``):
+
+- ``False``: windows are divided by one fixed per-channel standard deviation measured on the
+  training set (buffer ``channel_scale``), so class amplitude differences are learned by the
+  network along with the waveform.
+- ``True``: each window is split into its *shape* (every channel divided by its own standard
+  deviation in that window) and its *scale* (the 8 log standard deviations, standardised with
+  training-set statistics). The scale code is appended as extra channels that are constant over
+  time, so one diffusion model learns the joint distribution of shape and amplitude (like the
+  WGAN-GP's generated (min, max)). At sampling, the time-mean of each code channel is the
+  generated log-std and the generated shape is brought back to unit standard deviation per
+  channel (the constraint every training shape satisfies) before it is multiplied by the
+  generated scale. This makes the output amplitude follow the learned amplitude distribution
+  even when the waveform itself comes out too smooth or too quiet, which is what an
+  under-trained model does (``docs/benchmarks/synthesis.md`` section 4).
 """
 
 import math
@@ -78,6 +91,10 @@ class UNet1DConditional(ModelMixin, ConfigMixin):
         Shared by training and sampling (see :meth:`train_scheduler`, :meth:`sampler`).
     sfreq : float
         Sampling rate of the windows.
+    window_scale : bool
+        Model each window as (unit-std shape, per-channel log-std code) instead of dividing by one
+        global per-channel scale (see the module docstring). The network then has ``2 * n_chans``
+        input and output channels.
     """
 
     @register_to_config
@@ -94,13 +111,15 @@ class UNet1DConditional(ModelMixin, ConfigMixin):
         beta_schedule="squaredcos_cap_v2",
         prediction_type="v_prediction",
         sfreq=128.0,
+        window_scale=False,
     ):
         super().__init__()
         if n_times % (2 ** (len(channel_mults) - 1)):
             raise ValueError(f"n_times={n_times} is not divisible by 2**{len(channel_mults) - 1}.")
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(n_classes + 1, emb_dim)
-        self.conv_in = nn.Conv1d(n_chans, base_channels, 3, padding=1)
+        n_io = 2 * n_chans if window_scale else n_chans
+        self.conv_in = nn.Conv1d(n_io, base_channels, 3, padding=1)
         widths = [base_channels * m for m in channel_mults]
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -120,8 +139,12 @@ class UNet1DConditional(ModelMixin, ConfigMixin):
             c = w
             self.upsample.append(nn.Identity() if i == 0 else nn.Upsample(scale_factor=2, mode="nearest"))
         self.norm_out = nn.GroupNorm(min(8, c), c)
-        self.final_layer = nn.Conv1d(c, n_chans, 3, padding=1)
+        self.final_layer = nn.Conv1d(c, n_io, 3, padding=1)
         self.register_buffer("channel_scale", torch.ones(n_chans))
+        if window_scale:
+            # training-set mean and std of the per-window log standard deviation, per channel
+            self.register_buffer("log_scale_mean", torch.zeros(n_chans))
+            self.register_buffer("log_scale_std", torch.ones(n_chans))
 
     def forward(self, x, t, y):
         """Predict the scheduler's target.
@@ -151,12 +174,53 @@ class UNet1DConditional(ModelMixin, ConfigMixin):
         return self.final_layer(F.silu(self.norm_out(h)))
 
     # -- scaling -----------------------------------------------------------------------------
-    def scale(self, x):
-        """µV -> model units (divide by the training per-channel std)."""
-        return x / self.channel_scale[:, None]
+    def fit_data_stats(self, X):
+        """Set the scaling statistics from training windows ``X`` (n, n_chans, n_times) in µV."""
+        X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        self.channel_scale.copy_(X.std(dim=(0, 2), unbiased=False))
+        if self.config.window_scale:
+            logs = torch.log(X.std(dim=2, unbiased=False).clamp_min(1e-6))
+            self.log_scale_mean.copy_(logs.mean(0))
+            self.log_scale_std.copy_(logs.std(0).clamp_min(1e-6))
+        return self
 
-    def unscale(self, x):
-        return x * self.channel_scale[:, None]
+    def scale(self, x):
+        """µV -> model units, shape (n, n_chans) -> (n, 2 * n_chans) channels with ``window_scale``."""
+        if not self.config.window_scale:
+            return x / self.channel_scale[:, None]
+        sd = x.std(dim=-1, unbiased=False, keepdim=True).clamp_min(1e-6)
+        code = (torch.log(sd) - self.log_scale_mean[:, None]) / self.log_scale_std[:, None]
+        return torch.cat([x / sd, code.expand_as(x)], 1)
+
+    def unscale(self, z):
+        """Model units -> µV (inverse of :meth:`scale`)."""
+        if not self.config.window_scale:
+            return z * self.channel_scale[:, None]
+        c = self.config.n_chans
+        shape, code = z[:, :c], z[:, c:].mean(-1, keepdim=True)
+        # a training shape has unit std in every channel by construction: project back onto it
+        shape = shape / shape.std(dim=-1, unbiased=False, keepdim=True).clamp_min(1e-6)
+        return shape * torch.exp(code * self.log_scale_std[:, None] + self.log_scale_mean[:, None])
+
+    def init_from(self, other):
+        """Copy the weights of ``other`` (e.g. a model without ``window_scale``) where they fit.
+
+        Layers whose shapes differ only in the number of input/output channels (``conv_in``,
+        ``final_layer``) get the matching slice; the new slices start at zero, so the warm-started
+        network initially ignores (and predicts zero for) the extra channels. Buffers are not copied.
+        """
+        own = self.state_dict()
+        for k, v in other.state_dict().items():
+            if k not in own or k in dict(self.named_buffers()):
+                continue
+            w = own[k]
+            if w.shape == v.shape:
+                w.copy_(v)
+            elif w.ndim == v.ndim:
+                w.zero_()
+                w[tuple(slice(0, min(a, b)) for a, b in zip(w.shape, v.shape))] = v[
+                    tuple(slice(0, min(a, b)) for a, b in zip(w.shape, v.shape))]
+        return self
 
     # -- schedulers --------------------------------------------------------------------------
     def train_scheduler(self):
@@ -223,7 +287,8 @@ class UNet1DConditional(ModelMixin, ConfigMixin):
             y = y_all[s : s + batch_size]
             sched = self.sampler(sampler)
             sched.set_timesteps(num_inference_steps)
-            x = torch.randn(len(y), self.config.n_chans, self.config.n_times, generator=g)
+            n_io = self.conv_in.in_channels
+            x = torch.randn(len(y), n_io, self.config.n_times, generator=g)
             null = torch.full_like(y, self.config.n_classes)
             for t in sched.timesteps:
                 tt = t.expand(len(y))

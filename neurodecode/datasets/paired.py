@@ -598,15 +598,21 @@ def _leadfield(info, pos, ori):
     return np.asarray(fwd["sol"]["data"], np.float64)
 
 
-def _physio_signal(images, z, lowpass_sigma, info, times, subject_rng, shared_rng, trial_rng, p=PHYSIO_DEFAULTS):
-    """Noise-free sensor signal (n_img, n_chans, n_times) of one subject under the "physio" model.
+def _physio_signal(images, z, lowpass_sigma, info, times, subject_rng, shared_rng, trial_rng, p=PHYSIO_DEFAULTS,
+                   trial_image=None):
+    """Noise-free sensor signal (n_trials, n_chans, n_times) of one subject under the "physio" model.
 
     ``z`` (n_img, k): whitened principal components of what the brain carries (high-level stream).
+    ``trial_image`` (n_trials,): the image each trial shows (default: each image once, in order).
+    Responses are a function of the image; latency jitter and gain are drawn per trial, so repeated
+    presentations of one image differ as real repetitions do.
 
     ``shared_rng`` draws what all subjects share (time courses, the nominal dipoles); ``subject_rng``
     their individual anatomy; ``trial_rng`` the trial-wise jitter and gain.
     """
     n_img = len(images)
+    trial_image = np.arange(n_img) if trial_image is None else np.asarray(trial_image)
+    n_trials = len(trial_image)
     # Early stream: V1 contrast energy per retinotopic cell, through a saturating response.
     e = v1_contrast_energy(images, lowpass_sigma=lowpass_sigma, grid=p["v1_grid"], cycles=p["v1_cycles_per_image"])
     r_early = naka_rushton(e, n=p["naka_rushton_n"])
@@ -631,17 +637,20 @@ def _physio_signal(images, z, lowpass_sigma, info, times, subject_rng, shared_rn
     ol = _unit(ol + subject_rng.normal(0, p["subject_turn"], ol.shape))
     L_e, L_l = _leadfield(info, pe, oe), _leadfield(info, pl, ol)
 
-    jit_e = trial_rng.normal(0, p["early_jitter_s"], n_img)
-    jit_l = jit_e + trial_rng.normal(0, p["late_extra_jitter_s"], n_img)
-    g_e = np.exp(trial_rng.normal(0, p["gain_log_sd"], n_img))
-    g_l = np.exp(trial_rng.normal(0, p["gain_log_sd"], n_img))
+    jit_e = trial_rng.normal(0, p["early_jitter_s"], n_trials)
+    jit_l = jit_e + trial_rng.normal(0, p["late_extra_jitter_s"], n_trials)
+    g_e = np.exp(trial_rng.normal(0, p["gain_log_sd"], n_trials))
+    g_l = np.exp(trial_rng.normal(0, p["gain_log_sd"], n_trials))
 
     def stream(r, L, peak, width, jit, gain):
         """(full response, its image-dependent part): responses are non-negative firing rates, so
         every image also evokes the mean response (a generic ERP, jittered and scaled per trial)."""
         tc = _erp_kernel(times[None, None, :] - jit[:, None, None], (peak - width)[None, :, None], width[None, :, None])
-        full = np.matmul(L[None], (r * gain[:, None])[:, :, None] * tc)  # (n, c, t), BLAS
-        dev = np.matmul(L[None], ((r - r.mean(0)) * gain[:, None])[:, :, None] * tc)
+        # The generic response is the mean over images (not over trials), so that repetitions do not
+        # change what counts as image-dependent.
+        rt, dt = r[trial_image], (r - r.mean(0))[trial_image]
+        full = np.matmul(L[None], (rt * gain[:, None])[:, :, None] * tc)  # (n, c, t), BLAS
+        dev = np.matmul(L[None], (dt * gain[:, None])[:, :, None] * tc)
         return full, dev
 
     (s_e, d_e), (s_l, d_l) = stream(r_early, L_e, pk_e, wd_e, jit_e, g_e), stream(r_late, L_l, pk_l, wd_l, jit_l, g_l)
@@ -662,6 +671,7 @@ def build_simulated_pairs(
     n_images=None,
     n_test=200,
     n_subjects=2,
+    train_repeats=1,
     modality="eeg",
     snr=1.0,
     n_sources=32,
@@ -700,7 +710,11 @@ def build_simulated_pairs(
         Minimum number of test images (zero-shot: their concepts are absent from training).
     n_subjects : int
         Simulated subjects; each gets the real noise of a different person (EEG: eegmmidb S001...).
-        Every subject sees every image once.
+        Every subject sees every test image once and every training image ``train_repeats`` times.
+    train_repeats : int
+        Presentations of each training image per subject (default 1). Each repetition is a new trial:
+        its own latency jitter, gain and background-noise segment (the image's response is the same
+        function of the image). Test images are shown once, so the test set does not depend on it.
     modality : {"eeg", "meg"}
         EEG: 64-channel montage and noise of PhysioNet eegmmidb; MEG: 157-channel KIT montage and
         noise from the 2-s KIT recording (short: noise segments overlap heavily).
@@ -740,7 +754,7 @@ def build_simulated_pairs(
     Returns
     -------
     PairedBrainImageData
-        ``X`` (n_subjects * n_images, n_chans, n_times) with ``split``, ``embeds`` the unblurred
+        ``X`` (n_subjects * (n_images + (train_repeats - 1) * n_train_images), n_chans, n_times) with ``split``, ``embeds`` the unblurred
         targets, ``meta["simulated"] = True``.
     """
     from ..decoders.image_encoders import encode_cached, get_image_encoder
@@ -751,6 +765,9 @@ def build_simulated_pairs(
         raise UsageError(f"Invalid value for the 'snr' parameter: expected a positive number, got {snr!r}.")
     if n_subjects < 1:
         raise UsageError(f"Invalid value for the 'n_subjects' parameter: expected >= 1, got {n_subjects!r}.")
+    if int(train_repeats) != train_repeats or train_repeats < 1:
+        raise UsageError(f"Invalid value for the 'train_repeats' parameter: expected an integer >= 1, got {train_repeats!r}.")
+    train_repeats = int(train_repeats)
     rng = np.random.default_rng(seed)
     if images is None:
         images = load_image_set(image_source, size=image_size, seed=seed)
@@ -779,6 +796,10 @@ def build_simulated_pairs(
     wid = rng.uniform(0.03, 0.08, k)
 
     n_img = len(images)
+    # Trials of one subject: every image once (in order), then the extra presentations of the
+    # training images. With train_repeats=1 this is every image once, as before.
+    trial_img = np.concatenate([np.arange(n_img)] + [np.flatnonzero(~test_img)] * (train_repeats - 1))
+    n_tr = len(trial_img)
     X_all, idx_all, subj_all, split_all, sources, evoked_ratio = [], [], [], [], [], []
     ch_names = ch_pos = None
     for si in range(n_subjects):
@@ -799,17 +820,17 @@ def build_simulated_pairs(
             sig, sig_dev, k = _physio_signal(
                 images.images, z, lowpass_sigma, raw.info, times,
                 subject_rng=np.random.default_rng(seed * 1000 + 101 + si),
-                shared_rng=np.random.default_rng(seed * 1000 + 17), trial_rng=rng,
+                shared_rng=np.random.default_rng(seed * 1000 + 17), trial_rng=rng, trial_image=trial_img,
             )
             evoked_ratio.append(float(sig.var() / max(sig_dev.var(), 1e-30)))
         else:
             pats = _spatial_patterns(pos, k, np.random.default_rng(seed * 1000 + 17))
             # Subject-specific perturbation of the shared patterns.
             pats = pats + 0.3 * _spatial_patterns(pos, k, np.random.default_rng(seed * 1000 + 101 + si))
-            jit = rng.normal(0, latency_jitter, n_img)
-            # (n_img, k, n_times) time courses with each trial's jitter.
+            jit = rng.normal(0, latency_jitter, n_tr)
+            # (n_trials, k, n_times) time courses with each trial's jitter.
             tc = _erp_kernel(times[None, None, :] - jit[:, None, None], lat[None, :, None], wid[None, :, None])
-            sig = sig_dev = np.einsum("nk,ck,nkt->nct", z, pats, tc).astype(np.float32)
+            sig = sig_dev = np.einsum("nk,ck,nkt->nct", z[trial_img], pats, tc).astype(np.float32)
         if noise.shape[1] <= n_times:
             raise InputFileError(f"Noise recording {files} is shorter than one epoch ({n_times} samples).")
         if modality == "meg":
@@ -819,16 +840,16 @@ def build_simulated_pairs(
             # The KIT channels' variances span orders of magnitude, so a few channels would hold most
             # of the noise power and the rest would be almost clean at any SNR: equalise them first.
             noise = noise / noise.std(axis=1, keepdims=True) * np.median(noise.std(axis=1))
-            nz = _phase_surrogates(noise, n_img, n_times, rng)
+            nz = _phase_surrogates(noise, n_tr, n_times, rng)
         else:
-            starts = rng.integers(0, noise.shape[1] - n_times, n_img)
+            starts = rng.integers(0, noise.shape[1] - n_times, n_tr)
             nz = np.stack([noise[:, s0 : s0 + n_times] for s0 in starts])
         nz = nz - nz.mean(-1, keepdims=True)
         scale = np.sqrt(snr * nz.var() / max(sig_dev.var(), 1e-30))
         X_all.append(sig * scale + nz)
-        idx_all.append(np.arange(n_img))
-        subj_all.append(np.full(n_img, si))
-        split_all.append(np.where(test_img, "test", "train"))
+        idx_all.append(trial_img)
+        subj_all.append(np.full(n_tr, si))
+        split_all.append(np.where(test_img[trial_img], "test", "train"))
     meta = {
         "simulated": True,
         "description": "Simulated paired brain/image data: real images, forward model, real background noise.",
@@ -841,6 +862,7 @@ def build_simulated_pairs(
         "encoder_size": int(enc.preprocessing["size"]),
         "image_source": images.source, "noise_files": sorted(set(sources)), "seed": int(seed),
         "n_test_images": int(test_img.sum()), "n_train_images": int((~test_img).sum()),
+        "train_repeats": train_repeats,
     }
     return PairedBrainImageData(
         X=np.concatenate(X_all), image_index=np.concatenate(idx_all), subject=np.concatenate(subj_all),

@@ -24,7 +24,7 @@ from ..utils import UsageError, check_option
 from ._registry import register_decoder
 from .conditioning import BrainConditioning
 
-__all__ = ["BrainModuleDecoder", "RidgeRetrieval", "RIDGE_FEATURES", "ridge_cv_errors", "clip_loss", "clip_mse_loss", "scale_inputs"]
+__all__ = ["BrainModuleDecoder", "RidgeRetrieval", "SubjectwiseRidge", "RIDGE_FEATURES", "ridge_cv_errors", "clip_loss", "clip_mse_loss", "scale_inputs"]
 
 
 def scale_inputs(x, clamp=20.0):
@@ -224,9 +224,11 @@ def _grouped_folds(n, groups, n_folds, seed=0):
 def ridge_cv_errors(F, Y, alphas, folds):
     """Held-out mean squared error of ridge for every penalty, by K-fold cross-validation.
 
-    Solved in the dual (kernel) form with one eigendecomposition per fold, so that every penalty
-    costs one matrix product; features and targets are centred with each fold's training means
-    (ridge with an unpenalised intercept).
+    One eigendecomposition per fold, so that every penalty costs one matrix product: of the
+    ``(n_train, n_train)`` kernel (dual form) when there are fewer training trials than features,
+    else of the ``(p, p)`` covariance (primal form; the same solution, much cheaper for thousands of
+    trials). Features and targets are centred with each fold's training means (ridge with an
+    unpenalised intercept).
 
     Parameters
     ----------
@@ -245,11 +247,17 @@ def ridge_cv_errors(F, Y, alphas, folds):
         tr, va = folds != k, folds == k
         fm, ym = F[tr].mean(0), Y[tr].mean(0)
         Ft, Fv, Yt = F[tr] - fm, F[va] - fm, Y[tr] - ym
-        K = Ft @ Ft.T
-        s, U = np.linalg.eigh(K)
+        if len(Ft) <= Ft.shape[1]:
+            # dual: coef = Ft^T U diag(1 / (s + a)) U^T Yt with Ft Ft^T = U diag(s) U^T
+            s, U = np.linalg.eigh(Ft @ Ft.T)
+            UtY = U.T @ Yt
+            Kv = Fv @ Ft.T @ U  # (n_val, n_train) in the eigenbasis
+        else:
+            # primal: coef = V diag(1 / (s + a)) V^T Ft^T Yt with Ft^T Ft = V diag(s) V^T
+            s, V = np.linalg.eigh(Ft.T @ Ft)
+            UtY = V.T @ (Ft.T @ Yt)
+            Kv = Fv @ V  # (n_val, p) in the eigenbasis
         s = np.clip(s, 0, None)
-        UtY = U.T @ Yt
-        Kv = Fv @ Ft.T @ U  # (n_val, n_train) in the eigenbasis
         for i, a in enumerate(alphas):
             pred = Kv @ (UtY / (s + a)[:, None]) + ym
             err[i] += ((pred - Y[va]) ** 2).sum()
@@ -328,3 +336,45 @@ class RidgeRetrieval:
         """Decode epochs or an array to :class:`BrainConditioning`."""
         X = _as_array(inst, self.n_chans, self.n_times)
         return BrainConditioning(embeds=torch.from_numpy(self.predict(X)), meta={"decoder": "ridge_retrieval"})
+
+
+class SubjectwiseRidge:
+    """One :class:`RidgeRetrieval` per subject; each trial is decoded by its own subject's model.
+
+    The per-subject alternative to a ridge pooled over subjects: it can fit each subject's sensor
+    patterns, but sees only that subject's trials.
+
+    Parameters
+    ----------
+    models : dict
+        Subject index -> fitted :class:`RidgeRetrieval`.
+    """
+
+    def __init__(self, models):
+        if not models:
+            raise UsageError("SubjectwiseRidge needs at least one fitted subject model.")
+        self.models = dict(models)
+        first = next(iter(self.models.values()))
+        self.n_chans, self.n_times = first.n_chans, first.n_times
+
+    def predict(self, X, subject):
+        """Predicted embeddings (n, d) of ``X`` (n, n_chans, n_times) from subjects ``subject`` (n,)."""
+        subject = np.asarray(subject)
+        missing = sorted(set(np.unique(subject).tolist()) - set(self.models))
+        if missing:
+            raise UsageError(f"SubjectwiseRidge has no model for subject(s) {missing}; fitted: {sorted(self.models)}.")
+        out = None
+        for s_, m in self.models.items():
+            rows = np.flatnonzero(subject == s_)
+            if len(rows):
+                pred = m.predict(np.asarray(X)[rows])
+                if out is None:
+                    out = np.empty((len(subject), pred.shape[1]), np.float32)
+                out[rows] = pred
+        return out
+
+    def encode(self, inst, subject):
+        """Decode epochs or an array of the given subjects to :class:`BrainConditioning`."""
+        X = _as_array(inst, self.n_chans, self.n_times)
+        return BrainConditioning(embeds=torch.from_numpy(self.predict(X, subject)),
+                                 meta={"decoder": "ridge_retrieval", "per_subject": True})

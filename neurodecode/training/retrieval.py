@@ -106,8 +106,8 @@ class RetrievalDataModule(L.LightningDataModule):
 
     Parameters
     ----------
-    modality, snr, lowpass_sigma, n_subjects, n_test, image_source, n_images, n_sources, latency_jitter,
-    forward_model, n_times, sfreq, encoder_size, seed
+    modality, snr, lowpass_sigma, n_subjects, train_repeats, n_test, image_source, n_images, n_sources,
+    latency_jitter, forward_model, n_times, sfreq, encoder_size, seed
         Passed to :func:`~neurodecode.datasets.paired.build_simulated_pairs` (ignored when ``data`` is
         given).
     blur : {"none", "fixed", "uncertainty"}
@@ -131,7 +131,7 @@ class RetrievalDataModule(L.LightningDataModule):
         the default one).
     """
 
-    def __init__(self, modality="eeg", snr=1.0, lowpass_sigma=0.0, n_subjects=2, n_test=200,
+    def __init__(self, modality="eeg", snr=1.0, lowpass_sigma=0.0, n_subjects=2, n_test=200, train_repeats=1,
                  image_source="mixed", n_images=None, n_sources=32, latency_jitter=0.02, forward_model="physio", n_times=80,
                  sfreq=100.0, encoder_size=None, blur="none", sigma0=DEFAULT_SIGMA0, delta=DEFAULT_DELTA, val_fraction=0.1,
                  batch_size=128, cache_dir=None, seed=0, data=None, val_mode="concepts",
@@ -141,6 +141,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self.val_mode, self.encoder = val_mode, encoder
         check_option("blur", blur, BLUR_MODES)
         self.sim_kwargs = dict(modality=modality, snr=snr, lowpass_sigma=lowpass_sigma, n_subjects=n_subjects,
+                               train_repeats=train_repeats,
                                n_test=n_test, image_source=image_source, n_images=n_images, n_sources=n_sources,
                                latency_jitter=latency_jitter, forward_model=forward_model, n_times=n_times, sfreq=sfreq, seed=seed,
                                encoder_size=encoder_size)
@@ -360,7 +361,32 @@ def evaluate_decoder(predict, dm, *, ks=(2, 10, 50)):
     return retrieval_scores(pred, dm.targets.candidates(dm.test_images), rows, ks=ks)
 
 
-METHODS = ("ridge", "brain_module", "ubp")
+METHODS = ("ridge", "ridge_per_subject", "brain_module", "ubp")
+
+
+def _fit_ridge(X, Y, img, Xv, img_v, dm, kw):
+    """Ridge for each feature set (penalty by image-grouped CV); keep the best validation top-5.
+
+    Returns ``(model, val_top5)``.
+    """
+    from ..decoders.brain_module import RIDGE_FEATURES, RidgeRetrieval
+
+    kw = dict(kw)
+    kw.setdefault("bin_samples", max(1, int(round(0.05 * dm.data.sfreq))))  # 50-ms bins
+    choices = [kw.pop("features")] if "features" in kw else list(RIDGE_FEATURES)
+    best = None
+    for feats in choices:
+        cand = RidgeRetrieval(features=feats, **kw).fit(X, Y, groups=img)
+        if len(img_v):
+            rows = np.searchsorted(dm.val_images, img_v)
+            v = retrieval_scores(cand.predict(Xv), dm.targets.candidates(dm.val_images), rows, ks=())
+            key = (v["top5"], v["top1"])
+        else:
+            key = (float("nan"), float("nan"))
+        logger.info("ridge features=%s alpha=%.3g val_top5=%.3f", feats, cand.alpha_, key[0])
+        if best is None or key > best[0]:
+            best = (key, cand)
+    return best[1], float(best[0][0])
 
 
 def run_retrieval(dm, method="brain_module", *, decoder_kwargs=None, max_epochs=40, lr=None, patience=8, seed=0):
@@ -370,7 +396,9 @@ def run_retrieval(dm, method="brain_module", *, decoder_kwargs=None, max_epochs=
     ----------
     dm : RetrievalDataModule
         Its ``blur`` sets the target space (UBP's blur prior with ``"uncertainty"``).
-    method : {"ridge", "brain_module", "ubp"}
+    method : {"ridge", "ridge_per_subject", "brain_module", "ubp"}
+        ``"ridge"`` pools all subjects' trials in one model; ``"ridge_per_subject"`` fits one per
+        subject (each with its own penalty and feature set) and decodes each trial with its subject's.
     decoder_kwargs : dict | None
         Extra decoder arguments.
     max_epochs, lr, patience, seed
@@ -391,29 +419,29 @@ def run_retrieval(dm, method="brain_module", *, decoder_kwargs=None, max_epochs=
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     if method == "ridge":
-        from ..decoders.brain_module import RIDGE_FEATURES, RidgeRetrieval
-
-        X, subj, img = dm.arrays("fit")
-        Xv, _, img_v = dm.arrays("val")
-        kw = dict(decoder_kwargs or {})
-        kw.setdefault("bin_samples", max(1, int(round(0.05 * dm.data.sfreq))))  # 50-ms bins
         # Both feature sets; penalty by cross-validation over training images (folds never split an
         # image), feature set by top-5 on the validation images (the brain module's early-stopping set).
-        choices = [kw.pop("features")] if "features" in kw else list(RIDGE_FEATURES)
-        best = None
-        for feats in choices:
-            cand = RidgeRetrieval(features=feats, **kw).fit(X, dm.targets.levels[img, BlurPrior.MEDIUM], groups=img)
-            if len(img_v):
-                rows = np.searchsorted(dm.val_images, img_v)
-                v = retrieval_scores(cand.predict(Xv), dm.targets.candidates(dm.val_images), rows, ks=())
-                key = (v["top5"], v["top1"])
-            else:
-                key = (float("nan"), float("nan"))
-            logger.info("ridge features=%s alpha=%.3g val_top5=%.3f", feats, cand.alpha_, key[0])
-            if best is None or key > best[0]:
-                best = (key, cand)
-        model = best[1]
-        extra = {"epochs": 0, "val_top5": float(best[0][0]), "alpha": model.alpha_, "features": model.features}
+        X, subj, img = dm.arrays("fit")
+        Xv, _, img_v = dm.arrays("val")
+        model, v5 = _fit_ridge(X, dm.targets.levels[img, BlurPrior.MEDIUM], img, Xv, img_v, dm, decoder_kwargs or {})
+        extra = {"epochs": 0, "val_top5": v5, "alpha": model.alpha_, "features": model.features}
+        predict = model.predict
+    elif method == "ridge_per_subject":
+        from ..decoders.brain_module import SubjectwiseRidge
+
+        X, subj, img = dm.arrays("fit")
+        Xv, subj_v, img_v = dm.arrays("val")
+        models, feats, v5 = {}, [], []
+        for s_ in np.unique(subj):
+            m, mv = subj == s_, subj_v == s_
+            models[int(s_)], v = _fit_ridge(X[m], dm.targets.levels[img[m], BlurPrior.MEDIUM], img[m], Xv[mv],
+                                            img_v[mv], dm, decoder_kwargs or {})
+            feats.append(models[int(s_)].features)
+            v5.append(v)
+        model = SubjectwiseRidge(models)
+        extra = {"epochs": 0, "val_top5": float(np.mean(v5)),
+                 "features": "/".join(sorted(set(feats))) if len(set(feats)) == 1 else
+                 ",".join(f"{f}x{feats.count(f)}" for f in sorted(set(feats)))}
         predict = model.predict
     else:
         lr = lr if lr is not None else (1e-3 if method == "brain_module" else 3e-4)

@@ -143,3 +143,39 @@ def test_meg_noise_surrogates_keep_spectra_and_cross_spectra():
         np.testing.assert_allclose(np.abs(np.fft.rfft(s, axis=1)), spec, rtol=1e-3, atol=1e-3)
         assert np.corrcoef(s)[0, 1] == pytest.approx(np.corrcoef(base)[0, 1], abs=1e-3)
         assert np.abs(s - (base - base.mean(1, keepdims=True))).max() > 1.0  # a new waveform
+
+
+@pytest.mark.parametrize("forward_model", ["physio", "linear"])
+def test_train_repeats_add_new_trials_of_training_images_only(data_file, small_images, forward_model):
+    data_file("eegmmidb", "S001", "S001R04.edf")
+    kw = dict(images=small_images, n_test=30, n_subjects=2, n_sources=6, encoder=_toy_encoder(), n_times=40, seed=4,
+              forward_model=forward_model)
+    one = build_simulated_pairs(snr=1.0, **kw)
+    np.testing.assert_array_equal(build_simulated_pairs(snr=1.0, train_repeats=1, **kw).X, one.X)  # the default
+    three = build_simulated_pairs(snr=1.0, train_repeats=3, **kw)
+    n_test_img = one.meta["n_test_images"]
+    n_train_img = 120 - n_test_img
+    assert three.meta["train_repeats"] == 3 and len(three) == 2 * (120 + 2 * n_train_img)
+    for si in range(2):
+        m = three.subject == si
+        counts = np.bincount(three.image_index[m], minlength=120)
+        test_rows = np.unique(three.image_index[m & (three.split == "test")])
+        assert len(test_rows) == n_test_img and (counts[test_rows] == 1).all()  # test images once
+        assert (np.delete(counts, test_rows) == 3).all()  # training images three times
+        assert set(three.split[m & np.isin(three.image_index, test_rows)]) == {"test"}
+    # Each repetition is a new trial (own noise, jitter and gain), but the image-dependent signal is
+    # shared: without noise, repeats of one image are more alike than trials of different images.
+    clean = build_simulated_pairs(snr=1e8, train_repeats=2, **kw)
+    img = np.flatnonzero(clean.split == "train")[0]
+    same = np.flatnonzero((clean.image_index == clean.image_index[img]) & (clean.subject == 0))
+    other = np.flatnonzero((clean.image_index != clean.image_index[img]) & (clean.subject == 0) & (clean.split == "train"))
+    assert len(same) == 2
+    same3 = np.flatnonzero((three.image_index == three.image_index[img]) & (three.subject == 0))
+    assert len(same3) == 3 and not np.allclose(three.X[same3[0]], three.X[same3[1]])
+    dev = clean.X[clean.subject == 0].mean(0)
+    r_same = np.corrcoef((clean.X[same[0]] - dev).ravel(), (clean.X[same[1]] - dev).ravel())[0, 1]
+    r_other = np.median([np.corrcoef((clean.X[same[0]] - dev).ravel(), (clean.X[o] - dev).ravel())[0, 1]
+                         for o in other[:20]])
+    assert r_same > 0.3 and r_same > r_other + 0.25, (r_same, r_other)
+    with pytest.raises(UsageError, match="'train_repeats' parameter"):
+        build_simulated_pairs(snr=1.0, train_repeats=0, **kw)

@@ -122,6 +122,26 @@ def test_ridge_cross_validates_penalty_and_bins_time():
         RidgeRetrieval(features="pca")
 
 
+@pytest.mark.parametrize("n, p", [(60, 25), (30, 80)])  # primal (n > p) and dual (n < p) solutions
+def test_ridge_cv_errors_match_explicit_ridge_fits(n, p):
+    from sklearn.linear_model import Ridge
+
+    from neurodecode.decoders.brain_module import ridge_cv_errors
+
+    rng = np.random.default_rng(5)
+    F = rng.normal(size=(n, p)) + 3.0  # non-zero means: the intercept must be unpenalised
+    Y = F[:, :4] @ rng.normal(size=(4, 3)) + rng.normal(size=(n, 3))
+    folds = np.arange(n) % 3
+    alphas = [0.1, 10.0, 1e3]
+    got = ridge_cv_errors(F, Y, alphas, folds)
+    want = np.zeros(len(alphas))
+    for i, a in enumerate(alphas):
+        for k in range(3):
+            tr, va = folds != k, folds == k
+            want[i] += ((Ridge(alpha=a).fit(F[tr], Y[tr]).predict(F[va]) - Y[va]) ** 2).sum()
+    np.testing.assert_allclose(got, want / Y.size, rtol=1e-6)
+
+
 def test_ubp_projector_learns_and_reports_blur():
     u = create_decoder("ubp", n_chans=4, n_outputs=8, n_times=10, blur="fixed")
     assert float(u.logit_scale.detach()) == pytest.approx(1 / 0.07, rel=1e-4)
@@ -186,6 +206,33 @@ def test_run_retrieval_end_to_end_tiny(method, blur):
     assert model.encode(d.X[:3]).embeds.shape == (3, 12)
     if method == "ridge":
         assert s["top1"] > 0.5  # the toy mapping is linear and nearly noise-free
+
+
+def test_ridge_per_subject_fits_one_model_per_subject():
+    from neurodecode.decoders.brain_module import SubjectwiseRidge
+    from neurodecode.training.retrieval import RetrievalDataModule, run_retrieval
+
+    d, enc = _toy_paired()
+    # A second subject whose sensors are a permutation of the first's (another head, other patterns).
+    perm = np.random.default_rng(1).permutation(d.X.shape[1])
+    d.X = np.concatenate([d.X, d.X[:, perm]])
+    for name in ("image_index", "split"):
+        setattr(d, name, np.concatenate([getattr(d, name)] * 2))
+    d.subject = np.repeat([0, 1], len(d.X) // 2)
+    dm = RetrievalDataModule(data=d, encoder=enc, val_fraction=0.2, seed=0)
+    s, model = run_retrieval(dm, "ridge_per_subject")
+    assert isinstance(model, SubjectwiseRidge) and sorted(model.models) == [0, 1]
+    assert s["n_trials"] == 20 and s["top1"] > 0.5
+    # Each model saw only its own subject's fit trials (its channel statistics are theirs).
+    X, subj, _ = dm.arrays("fit")
+    for k in (0, 1):
+        np.testing.assert_allclose(model.models[k].mean_, X[subj == k].mean(axis=(0, 2)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.models[0].mean_, model.models[1].mean_)
+    # Each trial goes through its own subject's model.
+    np.testing.assert_allclose(model.predict(d.X[-3:], [1, 1, 1]), model.models[1].predict(d.X[-3:]))
+    assert model.encode(d.X[:2], subject=[0, 1]).embeds.shape == (2, 12)
+    with pytest.raises(UsageError, match="no model for subject"):
+        model.predict(d.X[:2], [0, 5])
 
 
 def test_retrieve_command_on_real_mindbigdata(data_file, tmp_path):

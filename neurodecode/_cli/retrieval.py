@@ -44,7 +44,7 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
 
     Parameters
     ----------
-    method : {"ridge", "brain_module", "ubp"}
+    method : {"ridge", "ridge_per_subject", "brain_module", "ubp"}
     data : {"simulated", "things-eeg2", "things-meg", "table", "mindbigdata"}
         ``"simulated"`` builds the simulated paired benchmark (``modality``, ``snr``,
         ``lowpass_sigma``, ``n_images``, ``n_test``, ``n_subjects``); the others read files
@@ -72,6 +72,10 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
 
     check_option("method", method, METHODS)
     check_option("data", data, DATA_KINDS)
+    if save_decoder is not None and method == "ridge_per_subject":
+        # checked before training, which can take minutes
+        raise UsageError("Invalid combination: '--save-decoder' saves ridge, brain_module or ubp decoders; "
+                         "ridge_per_subject keeps one ridge per subject and cannot be saved.")
     paired = None
     val_mode = "concepts"
     if data != "simulated":
@@ -101,7 +105,7 @@ def evaluate_retrieval(method="brain_module", data="simulated", *, blur="none", 
 def register(app):
     @app.command("retrieve")
     def retrieve(
-        method: str = typer.Option("brain_module", help="ridge, brain_module or ubp."),
+        method: str = typer.Option("brain_module", help="ridge, ridge_per_subject, brain_module or ubp."),
         data: str = typer.Option("simulated", help="simulated, things-eeg2, things-meg, table or mindbigdata."),
         blur: str = typer.Option("none", help="Target space: none, fixed or uncertainty (UBP's blur prior)."),
         modality: str = typer.Option("eeg", help="Simulated data: eeg or meg."),

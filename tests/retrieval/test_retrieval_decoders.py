@@ -260,3 +260,13 @@ def test_retrieve_command_on_real_mindbigdata(data_file, tmp_path):
     assert s["n_candidates"] == 10 and s["n_trials"] == 52 and s["simulated"] is False
     res = CliRunner().invoke(app, ["retrieve", "--data", "mindbigdata", "--method", "ridge", "--out", str(out)])
     assert res.exit_code != 0 and "Refusing to overwrite" in str(res.exception)
+
+
+def test_per_subject_ridge_cannot_be_saved_and_says_so_before_training(tmp_path):
+    from neurodecode._cli.retrieval import evaluate_retrieval
+    from neurodecode.utils import UsageError
+
+    dest = tmp_path / "dec.safetensors"
+    with pytest.raises(UsageError, match="ridge_per_subject keeps one ridge per subject"):
+        evaluate_retrieval("ridge_per_subject", save_decoder=dest, n_images=10)
+    assert not dest.exists()

@@ -160,26 +160,14 @@ class BrainToImagePipeline(DiffusionPipeline):
             raise UsageError(f"Invalid value for 'num_inference_steps': expected >= 2, but got {num_inference_steps}.")
         if getattr(self.scheduler.config, "prediction_type", "epsilon") != "epsilon":
             raise UsageError("The scheduler must use prediction_type='epsilon', the denoisers' training target.")
-        embeds = getattr(conditioning, "embeds", conditioning)
-        maps = getattr(conditioning, "spatial_maps", None)
-        embeds = _as_tensor(embeds, "conditioning.embeds")
-        maps = _as_tensor(maps, "conditioning.spatial_maps")
+        embeds, maps = self._prepare_conditioning(conditioning)
         den = self.denoiser
-        if embeds.ndim not in (2, 3) or embeds.shape[-1] != den.config.cond_dim:
-            raise UsageError(
-                f"Invalid conditioning: expected embeds of shape (batch, {den.config.cond_dim}), "
-                f"but got {tuple(embeds.shape)}."
-            )
-        if den.config.spatial_channels == 0:
-            maps = None  # a decoder may produce maps that this denoiser does not use
         cal = self.calibration_for(num_inference_steps)
         draws = int(hallucination_draws or (cal.draws if cal is not None else 1))
         if draws < 1:
             raise UsageError(f"Invalid value for 'hallucination_draws': expected >= 1, but got {hallucination_draws}.")
         device = self.device
         b = embeds.shape[0]
-        embeds = embeds.to(device)
-        maps = maps.to(device) if maps is not None else None
         steps = int(num_inference_steps)
 
         spiking = isinstance(den, SpikingUNet)
@@ -232,6 +220,54 @@ class BrainToImagePipeline(DiffusionPipeline):
             images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
         out = BrainToImageOutput(images, embeds, scores, flags, energy, rates, trajectory if return_trajectory else None)
         return out if return_dict else out.to_tuple()
+
+    def _prepare_conditioning(self, conditioning):
+        embeds = getattr(conditioning, "embeds", conditioning)
+        maps = getattr(conditioning, "spatial_maps", None)
+        embeds = _as_tensor(embeds, "conditioning.embeds")
+        maps = _as_tensor(maps, "conditioning.spatial_maps")
+        den = self.denoiser
+        if embeds.ndim not in (2, 3) or embeds.shape[-1] != den.config.cond_dim:
+            raise UsageError(
+                f"Invalid conditioning: expected embeds of shape (batch, {den.config.cond_dim}), "
+                f"but got {tuple(embeds.shape)}."
+            )
+        if den.config.spatial_channels == 0:
+            maps = None  # a decoder may produce maps that this denoiser does not use
+        return embeds.to(self.device), maps.to(self.device) if maps is not None else None
+
+    @torch.no_grad()
+    def sample_trajectories(self, conditioning, num_inference_steps=20, guidance_scale=2.0, generator=None, draws=1,
+                            scheduler=None):
+        """Predicted clean samples of ``draws`` sampling runs, for calibrating the hallucination score.
+
+        Parameters
+        ----------
+        conditioning : BrainConditioning or Tensor/ndarray, shape (batch, d)
+        num_inference_steps : int
+        guidance_scale : float
+        generator : torch.Generator | None
+            Consumed run after run, as :meth:`__call__` does for its scoring draws.
+        draws : int
+        scheduler : str | None
+            Scheduler class name for the runs (``"DDIMScheduler"``, ``"DDPMScheduler"``), built from the
+            pipeline's scheduler config; None: the pipeline's own scheduler.
+
+        Returns
+        -------
+        list of Tensor, each (num_inference_steps, batch, C, h, w)
+        """
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            raise UsageError(
+                f"Invalid value for the 'scheduler' parameter. Allowed values are {', '.join(map(repr, SCHEDULERS))} "
+                f"and None, but got {scheduler!r} instead."
+            )
+        if int(draws) < 1:
+            raise UsageError(f"Invalid value for 'draws': expected >= 1, but got {draws}.")
+        embeds, maps = self._prepare_conditioning(conditioning)
+        sched = self.scheduler if scheduler is None else SCHEDULERS[scheduler].from_config(self.scheduler.config)
+        return [self._sample(sched, embeds, maps, int(num_inference_steps), guidance_scale, generator, None)[1]
+                for _ in range(int(draws))]
 
     def _sample(self, scheduler, embeds, maps, steps, guidance_scale, generator, counter):
         """One reverse-diffusion run; returns the final sample and the per-step x0 predictions.

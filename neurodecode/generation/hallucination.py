@@ -144,6 +144,8 @@ class HallucinationCalibration:
         Scheduler class of the scoring runs when it differs from the image's (e.g. the stochastic
         ``"DDPMScheduler"`` while images come from DDIM; same number of steps); None: the image's scheduler,
         whose run then counts as the first draw.
+    score_guidance : float | None
+        Classifier-free guidance of the scoring runs when it differs from the image's; None: the image's.
     """
 
     scheduler: str
@@ -159,6 +161,7 @@ class HallucinationCalibration:
     validation_auroc_per_kind: dict | None = None
     draws: int = 1
     score_scheduler: str | None = None
+    score_guidance: float | None = None
 
     def to_dict(self):
         return asdict(self)
@@ -211,7 +214,7 @@ def _draws_list(x):
 
 
 def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_steps, ks=(2, 3, 5, 10),
-              false_flag_rate=0.05, rules=RULES, draws=None, score_scheduler=None):
+              false_flag_rate=0.05, rules=RULES, draws=None, score_scheduler=None, score_guidance=None):
     """Choose ``k``, the number of draws, the rule and the threshold on held-out data.
 
     ``k``, the number of draws and the rule (see the module notes) maximise the worst AUROC over the kinds
@@ -241,6 +244,8 @@ def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_st
         Candidate numbers of draws (the first ``r`` runs are used); default: all given runs.
     score_scheduler : str | None
         Scheduler class of the scoring runs, recorded in the calibration (None: the image's).
+    score_guidance : float | None
+        Guidance scale of the scoring runs, recorded in the calibration (None: the image's).
 
     Returns
     -------
@@ -287,7 +292,8 @@ def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_st
                                    center=c if rule in ("two-sided", "band") else None,
                                    spread_low=lo if rule == "band" else None, spread_high=hi if rule == "band" else None,
                                    validation_auroc_per_kind=per if isinstance(trajectory_out, dict) else None,
-                                   draws=r, score_scheduler=score_scheduler)
+                                   draws=r, score_scheduler=score_scheduler,
+                                   score_guidance=None if score_guidance is None else float(score_guidance))
     stat = cal.statistic(v_in)
     cal.threshold = float(np.quantile(stat, 1 - false_flag_rate))
     cal.false_flag_rate = float((stat > cal.threshold).mean())

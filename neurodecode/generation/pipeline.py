@@ -135,8 +135,8 @@ class BrainToImagePipeline(DiffusionPipeline):
             Final steps for the hallucination score; default from the calibration, else ``min(5, steps)``.
         hallucination_draws : int | None
             Sampling runs the score's variance is pooled over (the image's run plus ``draws - 1`` more from
-            the same ``generator``, or ``draws`` runs of the calibration's scoring scheduler when it names
-            another one); default from the calibration, else 1 (the paper's single-trajectory score, no
+            the same ``generator``, or ``draws`` runs of the calibration's scoring scheduler and guidance
+            when they differ from the image's); default from the calibration, else 1 (the paper's single-trajectory score, no
             extra cost). Flags need the calibrated ``k`` and number of draws.
         spike_threshold_scale : float | None
             Threshold-guided sampling for the spiking denoiser (e.g. 0.998); ignored by the ANN.
@@ -181,18 +181,20 @@ class BrainToImagePipeline(DiffusionPipeline):
             counter = OpCounter(den) if measure_energy else None
             x, trajectory = self._sample(self.scheduler, embeds, maps, steps, guidance_scale, generator, counter)
             rates = den.firing_rates() if spiking else None
-            # Scoring runs: further draws of the image's scheduler, or the calibration's scoring scheduler
-            # (e.g. stochastic DDPM), from the same generator so that a seed fixes the score too.
+            # Scoring runs: further draws of the image's sampler, or of the calibration's scoring sampler
+            # (e.g. stochastic DDPM, another guidance), from the same generator so that a seed fixes the
+            # score too. The image's run is the first draw only when it was made the scoring way.
             score_name = cal.score_scheduler if cal is not None else None
-            if score_name in (None, type(self.scheduler).__name__):
+            score_g = cal.score_guidance if (cal is not None and cal.score_guidance is not None) else guidance_scale
+            if score_name in (None, type(self.scheduler).__name__) and score_g == guidance_scale:
                 runs, extra, sched = [trajectory], draws - 1, self.scheduler
             else:
                 runs, extra = [], draws
-                sched = SCHEDULERS[score_name].from_config(self.scheduler.config)
+                sched = self.scheduler if score_name is None else SCHEDULERS[score_name].from_config(self.scheduler.config)
             if extra > 0:
                 score_counter = OpCounter(den) if measure_energy else None
                 for _ in range(extra):
-                    runs.append(self._sample(sched, embeds, maps, steps, guidance_scale, generator, score_counter)[1])
+                    runs.append(self._sample(sched, embeds, maps, steps, score_g, generator, score_counter)[1])
                 # the images' scheduler must be left as the image pass set it
                 self.scheduler.set_timesteps(steps, device=device)
         finally:

@@ -233,29 +233,38 @@ def test_pooled_variance_over_draws_and_its_calibration():
         calibrate(runs_in, {"short": runs_out[:2]}, scheduler="x", num_inference_steps=6, draws=(4,))
 
 
-@pytest.mark.parametrize("score_scheduler", [None, "DDPMScheduler"])
-def test_pipeline_scoring_draws(tmp_path, score_scheduler):
+@pytest.mark.parametrize("score_scheduler, score_guidance", [(None, None), ("DDPMScheduler", None), (None, 4.0)])
+def test_pipeline_scoring_draws(tmp_path, score_scheduler, score_guidance):
     pipe = BrainToImagePipeline(_ann().eval(), DDIMScheduler(num_train_timesteps=100))
     pipe.set_progress_bar_config(disable=True)
     e = torch.randn(4, 12)
     plain = pipe(e, num_inference_steps=4, generator=torch.Generator().manual_seed(3), return_trajectory=True)
     assert "hallucination_energy_mj" not in plain.energy  # one draw, no calibration: no extra run
-    runs = pipe.sample_trajectories(e, 4, 2.0, generator=torch.Generator().manual_seed(3), draws=3,
+    runs = pipe.sample_trajectories(e, 4, score_guidance or 2.0, generator=torch.Generator().manual_seed(3), draws=3,
                                     scheduler=score_scheduler)
     assert len(runs) == 3 and runs[0].shape == (4, 4, 1, 8, 8)
     cal = calibrate(runs, scheduler="DDIMScheduler", num_inference_steps=4, ks=(2,), false_flag_rate=0.5,
-                    score_scheduler=score_scheduler)
+                    score_scheduler=score_scheduler, score_guidance=score_guidance)
     assert cal.draws == 3
     pipe.add_calibration(cal)
     out = pipe(e, num_inference_steps=4, generator=torch.Generator().manual_seed(3), return_trajectory=True)
     # The images and their trajectory do not change; the score pools the extra draws.
     np.testing.assert_allclose(out.images, plain.images, atol=1e-6)
     np.testing.assert_allclose(out.x0_trajectory, plain.x0_trajectory, atol=1e-6)
-    if score_scheduler is None:  # the image's run is the first draw, the generator continues
-        np.testing.assert_allclose(out.hallucination_score, trajectory_variance(runs, 2), rtol=1e-4)
+    reuse = score_scheduler is None and score_guidance is None
+    if reuse:  # the image's run is the first draw, the generator continues
+        expected = trajectory_variance(runs, 2)
+    else:  # the image's run consumes the generator first, then come 3 scoring runs
+        g = torch.Generator().manual_seed(3)
+        pipe.sample_trajectories(e, 4, 2.0, generator=g)
+        expected = trajectory_variance(pipe.sample_trajectories(e, 4, score_guidance or 2.0, generator=g, draws=3,
+                                                                scheduler=score_scheduler), 2)
+    np.testing.assert_allclose(out.hallucination_score, expected, rtol=1e-4)
     assert not np.allclose(out.hallucination_score, plain.hallucination_score)
-    assert out.hallucinated is not None and 0 < out.hallucinated.sum() < 4
-    extra = 2 if score_scheduler is None else 3
+    np.testing.assert_array_equal(out.hallucinated, cal.flag(expected))
+    if reuse:
+        assert 0 < out.hallucinated.sum() < 4
+    extra = 2 if reuse else 3
     assert out.energy["hallucination_energy_mj"] == pytest.approx(extra * out.energy["energy_mj"], rel=1e-6)
     assert out.energy["energy_mj"] == pytest.approx(plain.energy["energy_mj"])
     # Another number of draws than calibrated: scores but no flags.
@@ -266,7 +275,7 @@ def test_pipeline_scoring_draws(tmp_path, score_scheduler):
         pipe.sample_trajectories(e, 4, scheduler="Euler")
     back = BrainToImagePipeline.from_weights(pipe.save_weights(tmp_path / "g.safetensors"))
     c = back.calibration_for(4)
-    assert (c.draws, c.score_scheduler) == (3, score_scheduler)
+    assert (c.draws, c.score_scheduler, c.score_guidance) == (3, score_scheduler, score_guidance)
 
 
 @pytest.mark.parametrize("make", [_ann, _snn])

@@ -25,6 +25,16 @@ therefore chooses among four rules on held-out data:
 With several kinds of held-out out-of-distribution conditioning, the rule and ``k`` maximise the *worst*
 AUROC over the kinds, so the detector is not tuned to one kind of failure. The raw variance is always
 reported.
+
+Several sampling runs. One 10-step trajectory gives a noisy estimate of that variance. The score can pool
+the last ``k`` predictions of ``R`` runs of the same conditioning (other initial noise, and other per-step
+noise with the stochastic DDPM sampler): :func:`pooled_trajectory_variance`, the variance over the
+``R * k`` predictions. It keeps the paper's within-run term and adds the spread between runs, which is
+small when the denoiser recognises the conditioning (every run ends on nearly the same image) and large
+when it does not. The scoring runs may use another sampler than the image's (e.g. DDPM, or a larger
+guidance, under which a conditioning the denoiser ignores leaves the trajectory unusually still); ``R``,
+the scoring sampler, ``k`` and the rule are all chosen on held-out data and stored with the calibration.
+Each run beyond the image's own costs one more sampling run.
 """
 
 from dataclasses import asdict, dataclass

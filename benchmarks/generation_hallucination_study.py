@@ -52,7 +52,8 @@ def collect(argv):
         tr = []
         for r in range(R):
             g = torch.Generator().manual_seed(1 + r)
-            t = pipe(e, steps, guidance, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
+            # the image's run only (the same trajectory as the pipeline call, without its scoring runs)
+            t = pipe.sample_trajectories(e, steps, guidance, generator=g)[0]
             tr.append(t.reshape(t.shape[0], t.shape[1], -1).numpy().astype(np.float32))
         out[name] = np.stack(tr)  # (R, steps, n, 64)
         print(name, out[name].shape, f"{time.process_time() - c0:.1f} CPU s", flush=True)

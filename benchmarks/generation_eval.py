@@ -153,17 +153,23 @@ def main():
         pipe = BrainToImagePipeline.from_weights(Path(a.weights_dir) / f"generation_{kind}_digits.safetensors")
         res = {}
         for cond_name, cond in (("encoder embedding", f_true), ("ridge decoder, simulated EEG", dec_e)):
+            # Sampling alone (the image's run, no operation counting, no scoring runs) ...
+            c0 = time.process_time()
+            pipe.sample_trajectories(cond, a.steps, a.guidance, generator=torch.Generator().manual_seed(a.seed))
+            cpu_s = (time.process_time() - c0) / len(cond)
+            # ... and the whole call: images, energy counting and the hallucination score's extra runs.
             g = torch.Generator().manual_seed(a.seed)
             c0, w0 = time.process_time(), time.time()
             out = pipe(cond, a.steps, a.guidance, generator=g, spike_threshold_scale=tg)
-            cpu_s, wall_s = (time.process_time() - c0) / len(cond), (time.time() - w0) / len(cond)
+            cpu_all, wall_s = (time.process_time() - c0) / len(cond), (time.time() - w0) / len(cond)
             rec = out.images  # (n, 8, 8, 1)
             f_rec = enc.encode(upsample(rec))
             res[cond_name] = out
             rows.append((name, cond_name, pixcorr(rec[..., 0], target8), ssim(rec[..., 0], target8),
                          two_way(f_rec, f_true), fid(f_rec, f_true), cpu_s, wall_s, out.energy["energy_mj"],
                          out.energy["ann_equivalent_mj"], out.energy["macs"], out.energy["sops"],
-                         None if out.hallucinated is None else float(out.hallucinated.mean())))
+                         None if out.hallucinated is None else float(out.hallucinated.mean()),
+                         cpu_all, out.energy.get("hallucination_energy_mj", 0.0)))
             print(rows[-1], flush=True)
             if out.firing_rates:
                 fr = np.array(list(out.firing_rates.values()))
@@ -178,7 +184,10 @@ def main():
         stat = cal.statistic if cal is not None else (lambda v: v)
         flag = lambda o: None if o.hallucinated is None else float(o.hallucinated.mean())  # noqa: E731
         sc = {k: o.hallucination_score for k, o in ood.items()}
-        hrows.append((name, f"{cal.k}, {cal.rule}" if cal else None,
+        desc = None if cal is None else (
+            f"{cal.k}, {cal.rule}, {cal.draws} draw(s) of {cal.score_scheduler or type(pipe.scheduler).__name__}"
+            f" at guidance {cal.score_guidance or a.guidance:g}")
+        hrows.append((name, desc,
                       auroc(stat(s_in), stat(sc["noise"])), auroc(stat(s_in), stat(sc["unseen"])),
                       auroc(stat(s_in), stat(sc["iso"])),
                       flag(res["encoder embedding"]), flag(ood["noise"]), flag(ood["unseen"]), flag(ood["iso"]),
@@ -188,18 +197,21 @@ def main():
 
     print()
     print(f"DDIM {a.steps} steps, guidance {a.guidance}, test split: {te.sum()} images, seed {a.seed}")
-    print("| denoiser | conditioning | PixCorr | SSIM | 2-way id. | feature FID | CPU s / image | wall s / image "
-          "| energy mJ / image | same net as dense MACs, mJ | MACs / image | SOPs / image | flagged |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| denoiser | conditioning | PixCorr | SSIM | 2-way id. | feature FID | CPU s / image "
+          "| CPU s / image with score | wall s / image with score "
+          "| energy mJ / image | same net as dense MACs, mJ | MACs / image | SOPs / image | score runs mJ / image "
+          "| flagged |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         flag = "n/a" if r[12] is None else f"{r[12]:.2f}"
-        print(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1f} | {r[6]:.3f} | {r[7]:.3f} "
-              f"| {r[8]:.3f} | {r[9]:.3f} | {r[10]:.3g} | {r[11]:.3g} | {flag} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.1f} | {r[6]:.3f} | {r[13]:.3f} "
+              f"| {r[7]:.3f} | {r[8]:.3f} | {r[9]:.3f} | {r[10]:.3g} | {r[11]:.3g} | {r[14]:.3f} | {flag} |")
     print()
-    print(f"Hallucination score (variance of x0 over the last k steps; k and rule calibrated on the calib split), "
+    print(f"Hallucination score (variance of x0 over the last k steps, pooled over the scoring runs; k, rule and "
+          f"runs calibrated on the calib split), "
           f"AUROC, test in-distribution ({te.sum()}) vs {a.n_ood} out-of-distribution conditionings each; "
           "flagged = fraction above the calibrated threshold")
-    print("| denoiser | k, rule | AUROC vs noise | AUROC vs unseen classes | AUROC vs isotropic noise "
+    print("| denoiser | k, rule, scoring runs | AUROC vs noise | AUROC vs unseen classes | AUROC vs isotropic noise "
           "| flagged in-distribution | flagged noise | flagged unseen | flagged isotropic "
           "| noise, high-variance rule | noise, low-variance rule | unseen, high-variance rule "
           "| encoder vs decoder conditioning |")

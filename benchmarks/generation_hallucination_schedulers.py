@@ -14,6 +14,6 @@ ood = noise_conditioning(embeds[split == "train"], 120, seed=100)
 for sched, steps in (("ddim", 10), ("ddpm", 10), ("ddpm", 20)):
     pipe = BrainToImagePipeline.from_weights(sys.argv[1], scheduler=sched)
     g = torch.Generator().manual_seed(1)
-    ti = pipe(cal, steps, 2.0, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
-    to = pipe(ood, steps, 2.0, generator=g, measure_energy=False, return_trajectory=True).x0_trajectory
+    ti = pipe.sample_trajectories(cal, steps, 2.0, generator=g)[0]  # image run only, no scoring runs
+    to = pipe.sample_trajectories(ood, steps, 2.0, generator=g)[0]
     print(sched, steps, {k: round(auroc(trajectory_variance(ti, k), trajectory_variance(to, k)), 3) for k in (2, 3, 5, 10, 20) if k <= steps}, flush=True)

@@ -25,6 +25,16 @@ therefore chooses among four rules on held-out data:
 With several kinds of held-out out-of-distribution conditioning, the rule and ``k`` maximise the *worst*
 AUROC over the kinds, so the detector is not tuned to one kind of failure. The raw variance is always
 reported.
+
+Several sampling runs. One 10-step trajectory gives a noisy estimate of that variance. The score can pool
+the last ``k`` predictions of ``R`` runs of the same conditioning (other initial noise, and other per-step
+noise with the stochastic DDPM sampler): :func:`pooled_trajectory_variance`, the variance over the
+``R * k`` predictions. It keeps the paper's within-run term and adds the spread between runs, which is
+small when the denoiser recognises the conditioning (every run ends on nearly the same image) and large
+when it does not. The scoring runs may use another sampler than the image's (e.g. DDPM, or a larger
+guidance, under which a conditioning the denoiser ignores leaves the trajectory unusually still); ``R``,
+the scoring sampler, ``k`` and the rule are all chosen on held-out data and stored with the calibration.
+Each run beyond the image's own costs one more sampling run.
 """
 
 from dataclasses import asdict, dataclass
@@ -34,29 +44,71 @@ import numpy as np
 from ..utils import UsageError
 
 
+def _as_array(x):
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, float)
+
+
 def trajectory_variance(x0_trajectory, k):
     """Hallucination score of each sample.
 
     Parameters
     ----------
-    x0_trajectory : Tensor or ndarray, shape (n_steps, batch, ...)
-        Predicted clean samples, one per reverse step, in sampling order.
+    x0_trajectory : Tensor or ndarray, shape (n_steps, batch, ...), or a list of them
+        Predicted clean samples, one per reverse step, in sampling order. A list holds several sampling
+        runs (draws of the initial noise, and of the per-step noise for stochastic samplers) of the same
+        conditioning; the variance is then pooled over the last ``k`` steps of every draw
+        (see :func:`pooled_trajectory_variance`).
     k : int
-        Number of final steps the variance is taken over (2 <= k <= n_steps).
+        Number of final steps the variance is taken over (1 <= k <= n_steps with several draws, else
+        2 <= k).
 
     Returns
     -------
     ndarray, shape (batch,)
     """
-    x = np.asarray(x0_trajectory.detach().cpu() if hasattr(x0_trajectory, "detach") else x0_trajectory, float)
+    if isinstance(x0_trajectory, (list, tuple)):
+        return pooled_trajectory_variance(x0_trajectory, k)
+    return pooled_trajectory_variance([x0_trajectory], k)
+
+
+def pooled_trajectory_variance(x0_trajectories, k):
+    """Variance of the predicted clean sample over the last ``k`` steps of ``R`` sampling runs.
+
+    Per dimension, the variance of the ``R * k`` predictions ``x0_hat`` (last ``k`` steps of every run),
+    averaged over dimensions. It adds to the paper's within-run term (how much the prediction still moves
+    at the end) the spread between runs that started from other noise: for a conditioning the denoiser
+    recognises, every run ends on nearly the same image; for one it does not (unseen classes, or noise
+    vectors that it treats like a dropped conditioning) the image depends on the starting noise.
+    With ``R = 1`` this is the paper's score.
+
+    Parameters
+    ----------
+    x0_trajectories : list of Tensor/ndarray, each (n_steps, batch, ...)
+        One trajectory per run, same shape.
+    k : int
+        Final steps per run (1 <= k <= n_steps; k = 1 needs R >= 2).
+
+    Returns
+    -------
+    ndarray, shape (batch,)
+    """
+    xs = [_as_array(x) for x in x0_trajectories]
+    if not xs:
+        raise UsageError("Invalid 'x0_trajectories': expected at least one trajectory.")
+    x = xs[0]
     if x.ndim < 2:
         raise UsageError(f"Invalid 'x0_trajectory': expected shape (n_steps, batch, ...), but got {x.shape}.")
-    if not 2 <= int(k) <= x.shape[0]:
+    if any(y.shape != x.shape for y in xs):
         raise UsageError(
-            f"Invalid value for the 'k' parameter: expected an integer between 2 and the {x.shape[0]} recorded "
-            f"steps, but got {k}."
+            f"Invalid 'x0_trajectories': every run must have the same shape, but got {sorted({y.shape for y in xs})}."
         )
-    last = x[-int(k):].reshape(int(k), x.shape[1], -1)
+    lowest = 2 if len(xs) == 1 else 1
+    if not lowest <= int(k) <= x.shape[0]:
+        raise UsageError(
+            f"Invalid value for the 'k' parameter: expected an integer between {lowest} and the {x.shape[0]} "
+            f"recorded steps, but got {k}."
+        )
+    last = np.concatenate([y[-int(k):].reshape(int(k), x.shape[1], -1) for y in xs])
     return last.var(axis=0).mean(axis=1)
 
 
@@ -95,6 +147,15 @@ class HallucinationCalibration:
         ``center - q05`` and ``q95 - center`` of the in-distribution log-variance (band rule).
     validation_auroc_per_kind : dict | None
         Calibration-split AUROC per kind of out-of-distribution conditioning, for the chosen rule and ``k``.
+    draws : int
+        Sampling runs the variance is pooled over (:func:`pooled_trajectory_variance`); 1 is the paper's
+        single-trajectory score. Runs beyond the image's own cost one extra sampling run each.
+    score_scheduler : str | None
+        Scheduler class of the scoring runs when it differs from the image's (e.g. the stochastic
+        ``"DDPMScheduler"`` while images come from DDIM; same number of steps); None: the image's scheduler,
+        whose run then counts as the first draw.
+    score_guidance : float | None
+        Classifier-free guidance of the scoring runs when it differs from the image's; None: the image's.
     """
 
     scheduler: str
@@ -108,11 +169,15 @@ class HallucinationCalibration:
     spread_low: float | None = None
     spread_high: float | None = None
     validation_auroc_per_kind: dict | None = None
+    draws: int = 1
+    score_scheduler: str | None = None
+    score_guidance: float | None = None
 
     def to_dict(self):
         return asdict(self)
 
     def score(self, x0_trajectory):
+        """Raw variance score from one trajectory or a list of ``draws`` trajectories."""
         return trajectory_variance(x0_trajectory, self.k)
 
     def statistic(self, scores):
@@ -154,30 +219,43 @@ def _rule_params(v_in):
     return c, max(c - float(lo), 1e-6), max(float(hi) - c, 1e-6)
 
 
-def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_steps, ks=(2, 3, 5, 10),
-              false_flag_rate=0.05, rules=RULES):
-    """Choose ``k``, the rule and the threshold on held-out data.
+def _draws_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
 
-    ``k`` and the rule (see the module notes) maximise the worst AUROC over the kinds of held-out
-    out-of-distribution trajectories when some are given (otherwise the smallest candidate ``k`` and the
-    paper's "high" rule). The threshold is the ``1 - false_flag_rate`` quantile of the in-distribution
-    statistic, so that about ``false_flag_rate`` of trustworthy reconstructions are flagged.
+
+def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_steps, ks=(2, 3, 5, 10),
+              false_flag_rate=0.05, rules=RULES, draws=None, score_scheduler=None, score_guidance=None):
+    """Choose ``k``, the number of draws, the rule and the threshold on held-out data.
+
+    ``k``, the number of draws and the rule (see the module notes) maximise the worst AUROC over the kinds
+    of held-out out-of-distribution trajectories when some are given (otherwise the smallest candidate
+    ``k``, all draws and the paper's "high" rule); on ties the fewer draws (cheaper) and smaller ``k`` win.
+    The threshold is the ``1 - false_flag_rate`` quantile of the in-distribution statistic, so that about
+    ``false_flag_rate`` of trustworthy reconstructions are flagged.
 
     Parameters
     ----------
-    trajectory_in : array, shape (n_steps, n_in, ...)
-        x0 predictions for held-out, in-distribution conditioning.
-    trajectory_out : array (n_steps, n_out, ...), or dict {kind: array} | None
+    trajectory_in : array (n_steps, n_in, ...), or list of R such arrays
+        x0 predictions for held-out, in-distribution conditioning; a list holds R sampling runs (draws)
+        of the same conditionings.
+    trajectory_out : array or list (as ``trajectory_in``), or dict {kind: array or list} | None
         x0 predictions for out-of-distribution conditioning on the same held-out split (never the test
-        split); a dict gives several kinds (e.g. noise vectors and unseen image classes).
+        split), with as many draws; a dict gives several kinds (e.g. noise vectors and unseen classes).
     scheduler : str
+        Scheduler class of the image pass the calibration is for.
     num_inference_steps : int
     ks : tuple of int
-        Candidate ``k`` (those above the number of steps are skipped).
+        Candidate ``k`` (those above the number of steps are skipped; 1 only with several draws).
     false_flag_rate : float
         Target fraction of in-distribution samples flagged, in (0, 1).
     rules : tuple of str
         Candidate rules.
+    draws : tuple of int | None
+        Candidate numbers of draws (the first ``r`` runs are used); default: all given runs.
+    score_scheduler : str | None
+        Scheduler class of the scoring runs, recorded in the calibration (None: the image's).
+    score_guidance : float | None
+        Guidance scale of the scoring runs, recorded in the calibration (None: the image's).
 
     Returns
     -------
@@ -188,31 +266,45 @@ def calibrate(trajectory_in, trajectory_out=None, *, scheduler, num_inference_st
     bad = [r for r in rules if r not in RULES]
     if bad or not rules:
         raise UsageError(f"Invalid 'rules' {tuple(rules)}: expected some of {', '.join(RULES)}.")
-    n_steps = np.shape(trajectory_in)[0]
-    cands = [int(k) for k in ks if 2 <= int(k) <= n_steps]
-    if not cands:
-        raise UsageError(f"Invalid 'ks': none of {tuple(ks)} lies between 2 and the {n_steps} recorded steps.")
+    runs_in = _draws_list(trajectory_in)
+    n_runs = len(runs_in)
+    r_cands = [n_runs] if draws is None else sorted({int(r) for r in draws})
+    if not r_cands or not all(1 <= r <= n_runs for r in r_cands):
+        raise UsageError(
+            f"Invalid 'draws' {tuple(draws or ())}: expected numbers of runs between 1 and the {n_runs} given."
+        )
+    n_steps = np.shape(runs_in[0])[0]
     outs = trajectory_out if isinstance(trajectory_out, dict) else (
         {} if trajectory_out is None else {"out": trajectory_out})
-    best = (cands[0], "high" if "high" in rules else rules[0], None, None)
-    for k in cands:
-        v_in = trajectory_variance(trajectory_in, k)
+    outs = {kind: _draws_list(t) for kind, t in outs.items()}
+    short = [kind for kind, t in outs.items() if len(t) < max(r_cands)]
+    if short:
+        raise UsageError(f"Invalid 'trajectory_out': kind(s) {short} have fewer than {max(r_cands)} runs.")
+    cands = [(r, int(k)) for r in r_cands for k in sorted(set(ks)) if (1 if r > 1 else 2) <= int(k) <= n_steps]
+    if not cands:
+        raise UsageError(f"Invalid 'ks': none of {tuple(ks)} lies between 2 and the {n_steps} recorded steps.")
+    best = (cands[0][0], cands[0][1], "high" if "high" in rules else rules[0], None, None)
+    for r, k in cands:
+        v_in = pooled_trajectory_variance(runs_in[:r], k)
         params = _rule_params(v_in)
-        v_outs = {kind: trajectory_variance(t, k) for kind, t in outs.items()}
+        v_outs = {kind: pooled_trajectory_variance(t[:r], k) for kind, t in outs.items()}
         for rule in rules:
             stat = lambda v: rule_statistic(v, rule, *params)  # noqa: E731
             per = {kind: auroc(stat(v_in), stat(v)) for kind, v in v_outs.items()}
             worst = min(per.values()) if per else None
-            if worst is not None and (best[2] is None or worst > best[2]):
-                best = (k, rule, worst, per)
-    k, rule, auc, per = best
-    c, lo, hi = _rule_params(trajectory_variance(trajectory_in, k))
+            if worst is not None and (best[3] is None or worst > best[3]):
+                best = (r, k, rule, worst, per)
+    r, k, rule, auc, per = best
+    v_in = pooled_trajectory_variance(runs_in[:r], k)
+    c, lo, hi = _rule_params(v_in)
     cal = HallucinationCalibration(scheduler=scheduler, num_inference_steps=int(num_inference_steps), k=k,
                                    threshold=0.0, false_flag_rate=0.0, validation_auroc=auc, rule=rule,
                                    center=c if rule in ("two-sided", "band") else None,
                                    spread_low=lo if rule == "band" else None, spread_high=hi if rule == "band" else None,
-                                   validation_auroc_per_kind=per if isinstance(trajectory_out, dict) else None)
-    stat = cal.statistic(trajectory_variance(trajectory_in, k))
+                                   validation_auroc_per_kind=per if isinstance(trajectory_out, dict) else None,
+                                   draws=r, score_scheduler=score_scheduler,
+                                   score_guidance=None if score_guidance is None else float(score_guidance))
+    stat = cal.statistic(v_in)
     cal.threshold = float(np.quantile(stat, 1 - false_flag_rate))
     cal.false_flag_rate = float((stat > cal.threshold).mean())
     return cal

@@ -32,13 +32,16 @@ class BrainToImageOutput(BaseOutput):
     embeds : Tensor, shape (batch, d) or (batch, n, d)
         The conditioning the images were generated from.
     hallucination_score : ndarray, shape (batch,)
-        Variance of the predicted clean sample over the last ``hallucination_k`` steps.
+        Variance of the predicted clean sample over the last ``hallucination_k`` steps, pooled over
+        ``hallucination_draws`` sampling runs (see :mod:`.hallucination`).
     hallucinated : ndarray of bool, shape (batch,) | None
         Score above the calibrated threshold (None when no calibration exists for this scheduler and number
         of steps).
     energy : dict
         Per-image operation counts and energy estimate in millijoules (see :func:`energy.energy_report`),
-        summed over every network evaluation of the sampling run (guidance included).
+        summed over every network evaluation of the sampling run that made the images (guidance included).
+        When the hallucination score needs extra sampling runs, their cost is reported apart as
+        ``hallucination_energy_mj`` (same convention).
     firing_rates : dict | None
         Firing rate per spiking layer during this call (spiking denoiser only).
     x0_trajectory : Tensor, shape (n_steps, batch, C, h, w) | None
@@ -109,6 +112,7 @@ class BrainToImagePipeline(DiffusionPipeline):
         generator=None,
         output_type="np",
         hallucination_k=None,
+        hallucination_draws=None,
         spike_threshold_scale=None,
         measure_energy=True,
         return_trajectory=False,
@@ -129,6 +133,11 @@ class BrainToImagePipeline(DiffusionPipeline):
         output_type : {"np", "pt", "pil"}
         hallucination_k : int | None
             Final steps for the hallucination score; default from the calibration, else ``min(5, steps)``.
+        hallucination_draws : int | None
+            Sampling runs the score's variance is pooled over (the image's run plus ``draws - 1`` more from
+            the same ``generator``, or ``draws`` runs of the calibration's scoring scheduler and guidance
+            when they differ from the image's); default from the calibration, else 1 (the paper's single-trajectory score, no
+            extra cost). Flags need the calibrated ``k`` and number of draws.
         spike_threshold_scale : float | None
             Threshold-guided sampling for the spiking denoiser (e.g. 0.998); ignored by the ANN.
         measure_energy : bool
@@ -151,6 +160,70 @@ class BrainToImagePipeline(DiffusionPipeline):
             raise UsageError(f"Invalid value for 'num_inference_steps': expected >= 2, but got {num_inference_steps}.")
         if getattr(self.scheduler.config, "prediction_type", "epsilon") != "epsilon":
             raise UsageError("The scheduler must use prediction_type='epsilon', the denoisers' training target.")
+        embeds, maps = self._prepare_conditioning(conditioning)
+        den = self.denoiser
+        cal = self.calibration_for(num_inference_steps)
+        draws = int(hallucination_draws or (cal.draws if cal is not None else 1))
+        if draws < 1:
+            raise UsageError(f"Invalid value for 'hallucination_draws': expected >= 1, but got {hallucination_draws}.")
+        device = self.device
+        b = embeds.shape[0]
+        steps = int(num_inference_steps)
+
+        spiking = isinstance(den, SpikingUNet)
+        old_scale = den.threshold_scale if spiking else None
+        if spiking:
+            den.reset_stats()
+            if spike_threshold_scale is not None:
+                den.threshold_scale = spike_threshold_scale
+        score_counter = None
+        try:
+            counter = OpCounter(den) if measure_energy else None
+            x, trajectory = self._sample(self.scheduler, embeds, maps, steps, guidance_scale, generator, counter)
+            rates = den.firing_rates() if spiking else None
+            # Scoring runs: further draws of the image's sampler, or of the calibration's scoring sampler
+            # (e.g. stochastic DDPM, another guidance), from the same generator so that a seed fixes the
+            # score too. The image's run is the first draw only when it was made the scoring way.
+            score_name = cal.score_scheduler if cal is not None else None
+            score_g = cal.score_guidance if (cal is not None and cal.score_guidance is not None) else guidance_scale
+            if score_name in (None, type(self.scheduler).__name__) and score_g == guidance_scale:
+                runs, extra, sched = [trajectory], draws - 1, self.scheduler
+            else:
+                runs, extra = [], draws
+                sched = self.scheduler if score_name is None else SCHEDULERS[score_name].from_config(self.scheduler.config)
+            if extra > 0:
+                score_counter = OpCounter(den) if measure_energy else None
+                for _ in range(extra):
+                    runs.append(self._sample(sched, embeds, maps, steps, score_g, generator, score_counter)[1])
+                # the images' scheduler must be left as the image pass set it
+                self.scheduler.set_timesteps(steps, device=device)
+        finally:
+            if spiking:
+                den.threshold_scale = old_scale
+
+        if self.vae is not None:
+            from .latent import decode_latents
+
+            images = decode_latents(self.vae, x)
+        else:
+            images = x
+        images = (images / 2 + 0.5).clamp(0, 1)
+
+        k = hallucination_k or (cal.k if cal is not None else min(5, len(trajectory)))
+        scores = trajectory_variance(runs, k)
+        flags = cal.flag(scores) if (cal is not None and k == cal.k and len(runs) == cal.draws) else None
+        energy = energy_report(counter.count, b) if counter is not None else {}
+        if score_counter is not None:
+            energy["hallucination_energy_mj"] = energy_report(score_counter.count, b)["energy_mj"]
+
+        if output_type == "np":
+            images = images.permute(0, 2, 3, 1).cpu().numpy()
+        elif output_type == "pil":
+            images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
+        out = BrainToImageOutput(images, embeds, scores, flags, energy, rates, trajectory if return_trajectory else None)
+        return out if return_dict else out.to_tuple()
+
+    def _prepare_conditioning(self, conditioning):
         embeds = getattr(conditioning, "embeds", conditioning)
         maps = getattr(conditioning, "spatial_maps", None)
         embeds = _as_tensor(embeds, "conditioning.embeds")
@@ -163,14 +236,56 @@ class BrainToImagePipeline(DiffusionPipeline):
             )
         if den.config.spatial_channels == 0:
             maps = None  # a decoder may produce maps that this denoiser does not use
-        device = self.device
+        return embeds.to(self.device), maps.to(self.device) if maps is not None else None
+
+    @torch.no_grad()
+    def sample_trajectories(self, conditioning, num_inference_steps=20, guidance_scale=2.0, generator=None, draws=1,
+                            scheduler=None):
+        """Predicted clean samples of ``draws`` sampling runs, for calibrating the hallucination score.
+
+        Parameters
+        ----------
+        conditioning : BrainConditioning or Tensor/ndarray, shape (batch, d)
+        num_inference_steps : int
+        guidance_scale : float
+        generator : torch.Generator | None
+            Consumed run after run, as :meth:`__call__` does for its scoring draws.
+        draws : int
+        scheduler : str | None
+            Scheduler class name for the runs (``"DDIMScheduler"``, ``"DDPMScheduler"``), built from the
+            pipeline's scheduler config; None: the pipeline's own scheduler.
+
+        Returns
+        -------
+        list of Tensor, each (num_inference_steps, batch, C, h, w)
+        """
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            raise UsageError(
+                f"Invalid value for the 'scheduler' parameter. Allowed values are {', '.join(map(repr, SCHEDULERS))} "
+                f"and None, but got {scheduler!r} instead."
+            )
+        if int(draws) < 1:
+            raise UsageError(f"Invalid value for 'draws': expected >= 1, but got {draws}.")
+        embeds, maps = self._prepare_conditioning(conditioning)
+        sched = self.scheduler if scheduler is None else SCHEDULERS[scheduler].from_config(self.scheduler.config)
+        return [self._sample(sched, embeds, maps, int(num_inference_steps), guidance_scale, generator, None)[1]
+                for _ in range(int(draws))]
+
+    def _sample(self, scheduler, embeds, maps, steps, guidance_scale, generator, counter):
+        """One reverse-diffusion run; returns the final sample and the per-step x0 predictions.
+
+        Returns
+        -------
+        x : Tensor (batch, C, h, w)
+        trajectory : Tensor (steps, batch, C, h, w), on the CPU
+        """
+        den = self.denoiser
+        device = embeds.device
         b = embeds.shape[0]
-        embeds = embeds.to(device)
-        maps = maps.to(device) if maps is not None else None
         size = den.config.sample_size
         shape = (b, den.config.in_channels, size, size)
-        x = randn_tensor(shape, generator=generator, device=device, dtype=embeds.dtype) * self.scheduler.init_noise_sigma
-        self.scheduler.set_timesteps(int(num_inference_steps), device=device)
+        x = randn_tensor(shape, generator=generator, device=device, dtype=embeds.dtype) * scheduler.init_noise_sigma
+        scheduler.set_timesteps(int(steps), device=device)
         guided = guidance_scale is not None and guidance_scale != 1.0
         if guided:
             cond_in = torch.cat([embeds, embeds])
@@ -178,22 +293,14 @@ class BrainToImagePipeline(DiffusionPipeline):
             maps_in = torch.cat([maps, torch.zeros_like(maps)]) if maps is not None else None
         else:
             cond_in, drop, maps_in = embeds, None, maps
-        step_kw = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        alphas = self.scheduler.alphas_cumprod.to(device)
-
-        spiking = isinstance(den, SpikingUNet)
-        old_scale = den.threshold_scale if spiking else None
-        if spiking:
-            den.reset_stats()
-            if spike_threshold_scale is not None:
-                den.threshold_scale = spike_threshold_scale
-        counter = OpCounter(den) if measure_energy else None
+        step_kw = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+        alphas = scheduler.alphas_cumprod.to(device)
         trajectory = []
+        if counter is not None:
+            counter.__enter__()
         try:
-            if counter is not None:
-                counter.__enter__()
-            for t in self.progress_bar(self.scheduler.timesteps):
-                inp = self.scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
+            for t in self.progress_bar(scheduler.timesteps):
+                inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
                 tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
                 eps = den(inp, tt, cond_in, spatial_maps=maps_in, drop_mask=drop)
                 if guided:
@@ -202,35 +309,11 @@ class BrainToImagePipeline(DiffusionPipeline):
                 # x0 from the epsilon prediction, independent of the scheduler's own bookkeeping.
                 a = alphas[int(t)]
                 trajectory.append(((x - (1 - a).sqrt() * eps) / a.sqrt()).cpu())
-                x = self.scheduler.step(eps, t, x, **step_kw).prev_sample
+                x = scheduler.step(eps, t, x, **step_kw).prev_sample
         finally:
             if counter is not None:
                 counter.__exit__(None, None, None)
-            if spiking:
-                den.threshold_scale = old_scale
-        trajectory = torch.stack(trajectory)
-
-        if self.vae is not None:
-            from .latent import decode_latents
-
-            images = decode_latents(self.vae, x)
-        else:
-            images = x
-        images = (images / 2 + 0.5).clamp(0, 1)
-
-        cal = self.calibration_for(num_inference_steps)
-        k = hallucination_k or (cal.k if cal is not None else min(5, len(trajectory)))
-        scores = trajectory_variance(trajectory, k)
-        flags = cal.flag(scores) if (cal is not None and k == cal.k) else None
-        energy = energy_report(counter.count, b) if counter is not None else {}
-        rates = den.firing_rates() if spiking else None
-
-        if output_type == "np":
-            images = images.permute(0, 2, 3, 1).cpu().numpy()
-        elif output_type == "pil":
-            images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
-        out = BrainToImageOutput(images, embeds, scores, flags, energy, rates, trajectory if return_trajectory else None)
-        return out if return_dict else out.to_tuple()
+        return x, torch.stack(trajectory)
 
     # ----------------------------------------------------------------------------------------------
     def save_weights(self, path, overwrite=False, extra_metadata=None, half=False):

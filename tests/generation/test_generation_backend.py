@@ -7,7 +7,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from neurodecode.decoders.conditioning import BrainConditioning
 from neurodecode.generation.energy import E_AC_PJ, E_MAC_PJ, OpCounter
-from neurodecode.generation.hallucination import auroc, calibrate, trajectory_variance
+from neurodecode.generation.hallucination import auroc, calibrate, pooled_trajectory_variance, trajectory_variance
 from neurodecode.generation.pipeline import BrainToImagePipeline
 from neurodecode.generation.spiking import ATanSpike, LIFNeuron, SpikingUNet, TSMConv2d
 from neurodecode.generation.unet import ConditionalUNet
@@ -199,6 +199,83 @@ def test_hallucination_score_and_calibration():
         trajectory_variance(steady, 9)
     with pytest.raises(UsageError, match="ks"):
         calibrate(steady, scheduler="x", num_inference_steps=8, ks=(50,))
+
+
+def test_pooled_variance_over_draws_and_its_calibration():
+    rng = np.random.default_rng(1)
+    # In-distribution: every run ends on the same sample (per conditioning); out-of-distribution: each run
+    # settles just as well, but on a sample that depends on its starting noise.
+    target = rng.normal(size=(1, 30, 1, 4, 4))
+    runs_in = [np.repeat(target, 6, 0) + 0.02 * rng.normal(size=(6, 30, 1, 4, 4)) for _ in range(4)]
+    runs_out = [np.repeat(rng.normal(size=(1, 30, 1, 4, 4)), 6, 0) + 0.02 * rng.normal(size=(6, 30, 1, 4, 4))
+                for _ in range(4)]
+    # One run: the paper's score, unchanged; the pooled score equals the variance over all R * k values.
+    np.testing.assert_allclose(trajectory_variance(runs_in[:1], 3), trajectory_variance(runs_in[0], 3))
+    stacked = np.concatenate([r[-3:] for r in runs_out]).reshape(12, 30, -1)
+    np.testing.assert_allclose(pooled_trajectory_variance(runs_out, 3), stacked.var(0).mean(1))
+    # Within a run both settle alike (chance), pooled over runs the seed-dependent ones stand out.
+    assert 0.2 < auroc(trajectory_variance(runs_in[0], 3), trajectory_variance(runs_out[0], 3)) < 0.8
+    assert auroc(pooled_trajectory_variance(runs_in, 1), pooled_trajectory_variance(runs_out, 1)) == 1.0
+    cal = calibrate(runs_in, {"seed-dependent": runs_out}, scheduler="DDIMScheduler", num_inference_steps=6,
+                    ks=(1, 2, 3), draws=(1, 2, 4), false_flag_rate=0.1, score_scheduler="DDPMScheduler")
+    assert cal.draws in (2, 4) and cal.validation_auroc == 1.0 and cal.score_scheduler == "DDPMScheduler"
+    assert cal.flag(cal.score(runs_out[: cal.draws])).all()
+    one = calibrate(runs_in, {"seed-dependent": runs_out}, scheduler="DDIMScheduler", num_inference_steps=6,
+                    ks=(2, 3), draws=(1,))
+    assert one.draws == 1 and one.validation_auroc < 0.8
+    with pytest.raises(UsageError, match="'k'"):
+        trajectory_variance(runs_in[0], 1)  # one run: a variance over one step is meaningless
+    with pytest.raises(UsageError, match="same shape"):
+        pooled_trajectory_variance([runs_in[0], runs_in[1][:, :5]], 2)
+    with pytest.raises(UsageError, match="draws"):
+        calibrate(runs_in, runs_out, scheduler="x", num_inference_steps=6, draws=(8,))
+    with pytest.raises(UsageError, match="fewer than 4 runs"):
+        calibrate(runs_in, {"short": runs_out[:2]}, scheduler="x", num_inference_steps=6, draws=(4,))
+
+
+@pytest.mark.parametrize("score_scheduler, score_guidance", [(None, None), ("DDPMScheduler", None), (None, 4.0)])
+def test_pipeline_scoring_draws(tmp_path, score_scheduler, score_guidance):
+    pipe = BrainToImagePipeline(_ann().eval(), DDIMScheduler(num_train_timesteps=100))
+    pipe.set_progress_bar_config(disable=True)
+    e = torch.randn(4, 12)
+    plain = pipe(e, num_inference_steps=4, generator=torch.Generator().manual_seed(3), return_trajectory=True)
+    assert "hallucination_energy_mj" not in plain.energy  # one draw, no calibration: no extra run
+    runs = pipe.sample_trajectories(e, 4, score_guidance or 2.0, generator=torch.Generator().manual_seed(3), draws=3,
+                                    scheduler=score_scheduler)
+    assert len(runs) == 3 and runs[0].shape == (4, 4, 1, 8, 8)
+    cal = calibrate(runs, scheduler="DDIMScheduler", num_inference_steps=4, ks=(2,), false_flag_rate=0.5,
+                    score_scheduler=score_scheduler, score_guidance=score_guidance)
+    assert cal.draws == 3
+    pipe.add_calibration(cal)
+    out = pipe(e, num_inference_steps=4, generator=torch.Generator().manual_seed(3), return_trajectory=True)
+    # The images and their trajectory do not change; the score pools the extra draws.
+    np.testing.assert_allclose(out.images, plain.images, atol=1e-6)
+    np.testing.assert_allclose(out.x0_trajectory, plain.x0_trajectory, atol=1e-6)
+    reuse = score_scheduler is None and score_guidance is None
+    if reuse:  # the image's run is the first draw, the generator continues
+        expected = trajectory_variance(runs, 2)
+    else:  # the image's run consumes the generator first, then come 3 scoring runs
+        g = torch.Generator().manual_seed(3)
+        pipe.sample_trajectories(e, 4, 2.0, generator=g)
+        expected = trajectory_variance(pipe.sample_trajectories(e, 4, score_guidance or 2.0, generator=g, draws=3,
+                                                                scheduler=score_scheduler), 2)
+    np.testing.assert_allclose(out.hallucination_score, expected, rtol=1e-4)
+    assert not np.allclose(out.hallucination_score, plain.hallucination_score)
+    np.testing.assert_array_equal(out.hallucinated, cal.flag(expected))
+    if reuse:
+        assert 0 < out.hallucinated.sum() < 4
+    extra = 2 if reuse else 3
+    assert out.energy["hallucination_energy_mj"] == pytest.approx(extra * out.energy["energy_mj"], rel=1e-6)
+    assert out.energy["energy_mj"] == pytest.approx(plain.energy["energy_mj"])
+    # Another number of draws than calibrated: scores but no flags.
+    assert pipe(e, num_inference_steps=4, hallucination_draws=2).hallucinated is None
+    with pytest.raises(UsageError, match="hallucination_draws"):
+        pipe(e, num_inference_steps=4, hallucination_draws=-1)
+    with pytest.raises(UsageError, match="scheduler"):
+        pipe.sample_trajectories(e, 4, scheduler="Euler")
+    back = BrainToImagePipeline.from_weights(pipe.save_weights(tmp_path / "g.safetensors"))
+    c = back.calibration_for(4)
+    assert (c.draws, c.score_scheduler, c.score_guidance) == (3, score_scheduler, score_guidance)
 
 
 @pytest.mark.parametrize("make", [_ann, _snn])

@@ -67,6 +67,33 @@ def test_controlled_unet_in_the_pipeline_and_weights_round_trip(tmp_path):
         cu(x, t, e, spatial_maps=torch.randn(2, 3, 4, 4))
 
 
+def test_two_level_guidance_reduces_to_plain_guidance_and_separates_the_maps():
+    from neurodecode.decoders import BrainConditioning
+
+    cu = ControlledUNet.from_base(_base(), spatial_channels=1)
+    with torch.no_grad():
+        for blk in [*cu.control.controlnet_down_blocks, cu.control.controlnet_mid_block]:
+            blk.weight.normal_(0, 0.2)
+    pipe = BrainToImagePipeline(cu, DDIMScheduler(num_train_timesteps=1000))
+    pipe.set_progress_bar_config(disable=True)
+    e, m = torch.randn(3, 6), torch.randn(3, 1, 4, 4)
+
+    def gen(cond, **kw):
+        return pipe(cond, num_inference_steps=4, generator=torch.Generator().manual_seed(0), measure_energy=False, **kw).images
+
+    both = BrainConditioning(e, m)
+    plain = gen(both, guidance_scale=2.5)
+    # Equal weights: eps(none) + g (eps(embed) - eps(none)) + g (eps(embed, maps) - eps(embed)) is plain guidance.
+    np.testing.assert_allclose(gen(both, guidance_scale=2.5, control_guidance_scale=2.5), plain, atol=1e-4)
+    # Without maps the control weight has nothing to act on.
+    np.testing.assert_array_equal(gen(BrainConditioning(e, None), guidance_scale=2.5, control_guidance_scale=0.5),
+                                  gen(BrainConditioning(e, None), guidance_scale=2.5))
+    # A control weight of 0 removes the maps' effect: the high-level-only image, from a three-branch run.
+    no_maps = gen(BrainConditioning(e, torch.zeros_like(m)), guidance_scale=2.5)
+    np.testing.assert_allclose(gen(both, guidance_scale=2.5, control_guidance_scale=0.0), no_maps, atol=1e-4)
+    assert np.abs(gen(both, guidance_scale=2.5, control_guidance_scale=1.0) - no_maps).max() > 1e-3
+
+
 def test_diffusion_loss_training_step_reaches_the_encoder():
     cu = ControlledUNet.from_base(_base(cond_dim=6), spatial_channels=1)
     base_before = {k: v.clone() for k, v in cu.base.state_dict().items()}

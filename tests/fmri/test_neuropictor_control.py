@@ -129,6 +129,25 @@ def test_diffusion_loss_training_step_reaches_the_encoder():
         system.backend.diffusion_loss(torch.zeros(2, 1, 4, 4), {"embeds": torch.zeros(2, 6), "maps": None})
 
 
+def test_map_noise_perturbs_the_hints_only_in_training():
+    cu = ControlledUNet.from_base(_base(cond_dim=6), spatial_channels=1)
+    with torch.no_grad():
+        for blk in [*cu.control.controlnet_down_blocks, cu.control.controlnet_mid_block]:
+            blk.weight.normal_(0, 0.2)
+    x, out = torch.rand(4, 1, 8, 8) * 2 - 1, {"embeds": torch.randn(4, 6), "maps": torch.randn(4, 1, 4, 4)}
+
+    def loss(backend, train):
+        backend.train(train)
+        torch.manual_seed(3)
+        return backend.diffusion_loss(x, out).item()
+
+    exact = DiffusionBackend(cu, cond_dropout=0.0, map_dropout=0.0)
+    noisy = DiffusionBackend(cu, cond_dropout=0.0, map_dropout=0.0, map_noise=1.0)
+    # Same timesteps and noise (the hint noise is drawn after them), different hints while training only.
+    assert loss(noisy, True) != loss(exact, True)
+    assert loss(noisy, False) == loss(exact, False)
+
+
 def test_backend_conditioning_with_controlled_unet():
     cu = ControlledUNet.from_base(_base(), spatial_channels=1)
     enc = NeuroPictorEncoder({"a": 20}, embed_dim=6, n_tokens=4, d_model=16, depth=1, n_heads=2, n_cond_tokens=2,

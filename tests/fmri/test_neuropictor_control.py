@@ -74,6 +74,7 @@ def test_two_level_guidance_reduces_to_plain_guidance_and_separates_the_maps():
     with torch.no_grad():
         for blk in [*cu.control.controlnet_down_blocks, cu.control.controlnet_mid_block]:
             blk.weight.normal_(0, 0.2)
+        cu.control.controlnet_cond_embedding.conv_out.weight.normal_(0, 0.2)  # zero-initialised: let the maps in
     pipe = BrainToImagePipeline(cu, DDIMScheduler(num_train_timesteps=1000))
     pipe.set_progress_bar_config(disable=True)
     e, m = torch.randn(3, 6), torch.randn(3, 1, 4, 4)
@@ -134,6 +135,7 @@ def test_map_noise_perturbs_the_hints_only_in_training():
     with torch.no_grad():
         for blk in [*cu.control.controlnet_down_blocks, cu.control.controlnet_mid_block]:
             blk.weight.normal_(0, 0.2)
+        cu.control.controlnet_cond_embedding.conv_out.weight.normal_(0, 0.2)  # zero-initialised: let the maps in
     x, out = torch.rand(4, 1, 8, 8) * 2 - 1, {"embeds": torch.randn(4, 6), "maps": torch.randn(4, 1, 4, 4)}
 
     def loss(backend, train):

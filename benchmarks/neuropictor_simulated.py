@@ -446,12 +446,15 @@ def main():
     print()
     print(f"SIMULATED fMRI (real images, real BOLD noise); {n_test} held-out test images x 2 repeats; "
           f"{n_val} validation images; seed {args.seed}; DDIM {gen_kw['num_inference_steps']} steps, guidance "
-          f"{args.guidance}; {SIZE}x{SIZE} grey; low level through the ControlNet-style copy of the frozen U-Net")
-    print()
-    print("Validation (both levels; the variant with the highest PixCorr + 2-way is kept per subject and regime):")
-    print()
-    print("| regime | subject | variant | PixCorr | SSIM | 2-way (recon) | kept |")
-    print("|---|---|---|---|---|---|---|")
+          f"{args.guidance}{'' if args.control_guidance is None else f' (maps {args.control_guidance})'}; "
+          f"{n_samples} sampling seed(s) per image; generator {gen_tag}; {SIZE}x{SIZE} grey; low level through the "
+          "ControlNet-style copy of the frozen U-Net")
+    if val_rows:
+        print()
+        print("Validation (both levels; the variant with the highest PixCorr + 2-way is kept per subject and regime):")
+        print()
+        print("| regime | subject | variant | PixCorr | SSIM | 2-way (recon) | kept |")
+        print("|---|---|---|---|---|---|---|")
     for v in val_rows:
         kept = "yes" if chosen[(v["regime"], v["subject"])] == v["variant"] else ""
         print(f"| {v['regime']} | {v['subject']} | {v['variant']} | {v['PixCorr']:.3f} | {v['SSIM']:.3f} | "

@@ -513,8 +513,9 @@ def main():
         print()
         print(f"Pooled over seeds {args.pool_seeds} (each seed's own images, simulated subjects, training; bootstrap "
               "resamples images within each seed and averages the seed means; per-seed means in brackets):")
-        print_paired({k: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for k, v in pooled.items()},
-                     args.n_boot, 0, per_seed=True)
+        stacked = {k: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for k, v in pooled.items()}
+        print_paired(stacked, args.n_boot, 0, per_seed=True)
+        print_targets(stacked, names, least, args.n_boot, args.pool_seeds)
     log("done")
 
     if args.export_demo:
@@ -539,6 +540,33 @@ def print_paired(comps, n_boot, seed, per_seed=False):
         if per_seed:
             line += " [" + ", ".join(f"{x:+.3f}" for x in (np.asarray(a) - np.asarray(b)).mean(1)) + "] |"
         print(line)
+
+
+def print_targets(stacked, names, least, n_boot, seeds):
+    """The issue's targets from the pooled paired differences: met = pooled interval above 0 and every seed's mean
+    difference positive; reversed = pooled interval below 0; otherwise not established."""
+    from neurodecode.training.neuropictor_system import paired_difference
+
+    def verdict(key):
+        a, b = stacked[key]
+        d = paired_difference(a, b, n_boot=n_boot, seed=0)
+        per = (a - b).mean(1)
+        v = "met" if d["low"] > 0 and (per > 0).all() else "reversed" if d["high"] < 0 else "not established"
+        return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]", ", ".join(f"{x:+.3f}" for x in per), v
+
+    print()
+    print(f"Targets (seeds {seeds}; met = pooled 95 % interval above 0 and positive in every seed):")
+    print()
+    print("| target | subject | metric | pooled difference [95 % CI] | per-seed means | verdict |")
+    print("|---|---|---|---|---|---|")
+    for nm in names:
+        for other in ("high", "low"):
+            for m in ("2way_recon", "PixCorr"):
+                diff, per, v = verdict((f"{nm}: both - {other} only", m))
+                print(f"| both levels > {other} only | {nm} | {m} | {diff} | {per} | {v} |")
+    for m in ("2way_recon", "PixCorr", "SSIM", "2way_recon_vs_seen16", "2way_decoded_embed"):
+        diff, per, v = verdict((f"{least} (least data): multi+refine - single", m))
+        print(f"| multi+refine > single (least data) | {least} | {m} | {diff} | {per} | {v} |")
 
 
 def export_demo(model, test_resp, grey, variant, args, rows, subject):

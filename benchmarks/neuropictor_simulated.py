@@ -15,22 +15,28 @@ Steps, all seeded:
    voxels and 600/400/100 training trials drawn from the other 650 images; test and validation images
    shown twice to every subject (averaged);
 3. the shared generator: a ``ConditionalUNet`` trained on the 650 training images with their true
-   embeddings (10 % dropped to the null vector: classifier-free guidance), then FROZEN;
+   embeddings (10 % dropped to the null vector: classifier-free guidance) in two one-cycle phases, then
+   FROZEN;
 4. its ControlNet-style control copy (``ControlledUNet``: trainable copy of the down path, zero
    convolutions into the frozen U-Net) trained on the true 4x4 coarse images of the same images;
 5. NeuroPictor encoders, regression stage: single-subject (trained on one subject) and multi-subject
    pre-training followed by refinement on that subject, same number of passes over the target
    subject's data; targets: image embedding (InfoNCE + MSE), 4x4 coarse image, caption embedding;
-6. diffusion stage: each encoder and a copy of the control network fine-tuned through the frozen
-   generator's denoising loss, without or with the regression terms as a 0.1-weighted auxiliary; the
-   variant kept for each subject and regime (regression only / diffusion / diffusion + auxiliary) is
-   the best on the VALIDATION images (PixCorr + two-way identification, both levels);
-7. reconstructions of the test images for high level only, low level only and both, scored with
-   PixCorr, SSIM and two-way identification in the default encoder's space.
+6. diffusion stage (``--diffusion-stage``): each encoder and a copy of the control network fine-tuned
+   through the frozen generator's denoising loss, without or with the regression terms as a
+   0.1-weighted auxiliary; the variant kept for each subject and regime (regression only / diffusion /
+   diffusion + auxiliary) is the best on the VALIDATION images (PixCorr + two-way identification, both
+   levels); without the flag the regression stage is used;
+7. reconstructions of the test images for high level only, low level only and both (``--samples``
+   sampling seeds each, per-image scores averaged), scored with PixCorr, SSIM and two-way
+   identification in the default encoder's space; paired differences (both vs one level; multi+refine
+   vs single for the subject with the least data) with bootstrap intervals over images, and, with
+   ``--pool-seeds``, pooled over benchmark seeds with a targets table.
 
 Usage::
 
-    python benchmarks/neuropictor_simulated.py [--quick] [--workdir DIR] [--export-demo]
+    python benchmarks/neuropictor_simulated.py [--quick] [--seed S] [--samples K] [--pool-seeds 0 1 ...]
+        [--workdir DIR] [--export-demo]
 
 ``--quick`` shrinks everything for a smoke run (its numbers mean nothing). ``--export-demo`` writes the
 sim-01 multi+refine model chosen on validation to ``neurodecode/weights/`` (the shipped demo weights) and

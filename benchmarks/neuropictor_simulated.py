@@ -535,7 +535,7 @@ def print_paired(comps, n_boot, seed, per_seed=False):
 
     head = "| comparison | metric | mean difference | 95 % CI | bootstrap P(diff <= 0) | CI above 0 |"
     if per_seed:
-        head = head[:-1] + " per-seed means |"
+        head = head + " per-seed means |"
     print()
     print(head)
     print("|" + "---|" * (head.count("|") - 1))

@@ -15,22 +15,28 @@ Steps, all seeded:
    voxels and 600/400/100 training trials drawn from the other 650 images; test and validation images
    shown twice to every subject (averaged);
 3. the shared generator: a ``ConditionalUNet`` trained on the 650 training images with their true
-   embeddings (10 % dropped to the null vector: classifier-free guidance), then FROZEN;
+   embeddings (10 % dropped to the null vector: classifier-free guidance) in two one-cycle phases, then
+   FROZEN;
 4. its ControlNet-style control copy (``ControlledUNet``: trainable copy of the down path, zero
    convolutions into the frozen U-Net) trained on the true 4x4 coarse images of the same images;
 5. NeuroPictor encoders, regression stage: single-subject (trained on one subject) and multi-subject
    pre-training followed by refinement on that subject, same number of passes over the target
    subject's data; targets: image embedding (InfoNCE + MSE), 4x4 coarse image, caption embedding;
-6. diffusion stage: each encoder and a copy of the control network fine-tuned through the frozen
-   generator's denoising loss, without or with the regression terms as a 0.1-weighted auxiliary; the
-   variant kept for each subject and regime (regression only / diffusion / diffusion + auxiliary) is
-   the best on the VALIDATION images (PixCorr + two-way identification, both levels);
-7. reconstructions of the test images for high level only, low level only and both, scored with
-   PixCorr, SSIM and two-way identification in the default encoder's space.
+6. diffusion stage (``--diffusion-stage``): each encoder and a copy of the control network fine-tuned
+   through the frozen generator's denoising loss, without or with the regression terms as a
+   0.1-weighted auxiliary; the variant kept for each subject and regime (regression only / diffusion /
+   diffusion + auxiliary) is the best on the VALIDATION images (PixCorr + two-way identification, both
+   levels); without the flag the regression stage is used;
+7. reconstructions of the test images for high level only, low level only and both (``--samples``
+   sampling seeds each, per-image scores averaged), scored with PixCorr, SSIM and two-way
+   identification in the default encoder's space; paired differences (both vs one level; multi+refine
+   vs single for the subject with the least data) with bootstrap intervals over images, and, with
+   ``--pool-seeds``, pooled over benchmark seeds with a targets table.
 
 Usage::
 
-    python benchmarks/neuropictor_simulated.py [--quick] [--workdir DIR] [--export-demo]
+    python benchmarks/neuropictor_simulated.py [--quick] [--seed S] [--samples K] [--pool-seeds 0 1 ...]
+        [--workdir DIR] [--export-demo]
 
 ``--quick`` shrinks everything for a smoke run (its numbers mean nothing). ``--export-demo`` writes the
 sim-01 multi+refine model chosen on validation to ``neurodecode/weights/`` (the shipped demo weights) and
@@ -87,20 +93,24 @@ def _sched():
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
 
 
-def train_backend(grey, embeds, *, steps, batch_size, seed, cond_dropout=0.1):
-    """Train the shared ConditionalUNet (no spatial input): eps-prediction MSE, conditioning dropout."""
+def train_backend(grey, embeds, *, steps, batch_size, seed, cond_dropout=0.1, den=None, lr=2e-3):
+    """Train the shared ConditionalUNet (no spatial input): eps-prediction MSE, conditioning dropout.
+
+    ``den``: continue training this U-Net (a second one-cycle phase) instead of building a new one."""
     from neurodecode.generation.unet import ConditionalUNet
 
-    torch.manual_seed(seed)
-    den = ConditionalUNet(sample_size=grey.shape[-1], in_channels=1, cond_dim=embeds.shape[1], n_tokens=4,
-                          cross_attention_dim=32, block_out_channels=(16, 32), attention_levels=(False, True),
-                          attention_head_dim=16, norm_num_groups=8, spatial_channels=0)
-    den.set_conditioning_stats(torch.as_tensor(embeds))
+    if den is None:
+        torch.manual_seed(seed)
+        den = ConditionalUNet(sample_size=grey.shape[-1], in_channels=1, cond_dim=embeds.shape[1], n_tokens=4,
+                              cross_attention_dim=32, block_out_channels=(16, 32), attention_levels=(False, True),
+                              attention_head_dim=16, norm_num_groups=8, spatial_channels=0)
+        den.set_conditioning_stats(torch.as_tensor(embeds))
+    den.requires_grad_(True)
     e_all = torch.as_tensor(embeds, dtype=torch.float32)
     x_all = torch.as_tensor(grey[:, None] * 2 - 1)
     noise_sched = _sched()
-    opt = torch.optim.AdamW(den.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.AdamW(den.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     g = torch.Generator().manual_seed(seed)
     den.train()
     for step in range(steps):
@@ -119,13 +129,14 @@ def train_backend(grey, embeds, *, steps, batch_size, seed, cond_dropout=0.1):
     return den.eval()
 
 
-def train_control(base, grey, embeds, maps, *, steps, batch_size, seed):
-    """Train the ControlNet-style copy on TRUE coarse images (the frozen base is untouched)."""
+def train_control(base, grey, embeds, maps, *, steps, batch_size, seed, map_noise=0.0):
+    """Train the ControlNet-style copy on TRUE coarse images (noised by up to ``map_noise``; the frozen base is
+    untouched)."""
     from neurodecode.generation.control import ControlledUNet, DiffusionBackend
 
     torch.manual_seed(seed)
     cu = ControlledUNet.from_base(base, spatial_channels=maps.shape[1])
-    backend = DiffusionBackend(cu, _sched(), cond_dropout=0.1, map_dropout=0.1)
+    backend = DiffusionBackend(cu, _sched(), cond_dropout=0.1, map_dropout=0.1, map_noise=map_noise)
     params = [p for p in cu.control.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.05)
@@ -181,14 +192,28 @@ def main():
     ap.add_argument("--n-images", type=int, default=800)
     ap.add_argument("--encoder-size", type=int, default=128)
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "neurodecode" / "embeddings"))
-    ap.add_argument("--backend-steps", type=int, default=1200)
+    ap.add_argument("--backend-steps", type=int, default=1200, help="generator: first one-cycle phase (max lr 2e-3)")
+    ap.add_argument("--backend-restart-steps", type=int, default=1200,
+                    help="generator: second one-cycle phase (max lr 1e-3) from the first phase's weights; 0: none")
+    ap.add_argument("--diffusion-stage", action="store_true",
+                    help="also train the diffusion-stage variants and choose among the variants on validation")
+    ap.add_argument("--control-guidance", type=float, default=None,
+                    help="separate guidance weight for the low-level maps (default: the same as --guidance)")
     ap.add_argument("--control-steps", type=int, default=600)
+    ap.add_argument("--map-noise", type=float, default=0.0,
+                    help="control copy: hints noised with a standard deviation drawn from [0, MAP_NOISE] per sample")
     ap.add_argument("--epochs-pretrain", type=int, default=30)
     ap.add_argument("--epochs-refine", type=int, default=15)
     ap.add_argument("--diffusion-steps", type=int, default=60, help="updates of the diffusion stage")
     ap.add_argument("--diffusion-lr", type=float, default=5e-4)
     ap.add_argument("--steps", type=int, default=10, help="DDIM sampling steps")
     ap.add_argument("--guidance", type=float, default=2.0)
+    ap.add_argument("--samples", type=int, default=4,
+                    help="sampling seeds per image; per-image scores are averaged over them (generator noise)")
+    ap.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples of the paired differences")
+    ap.add_argument("--pool-seeds", type=int, nargs="+", default=None,
+                    help="after this seed's run, pool the paired differences of these seeds (their rows must be "
+                         "cached in --workdir by earlier runs with the same settings)")
     ap.add_argument("--snr", type=float, nargs=3, default=(0.3, 0.25, 0.2))
     ap.add_argument("--stage-ablation", action="store_true",
                     help="also score the variants NOT kept on validation on the test images (for reading only)")
@@ -238,12 +263,24 @@ def main():
 
     # -- 3-4: frozen generator and its control copy trained on true coarse images ---------------------------
     bsteps = 60 if q else args.backend_steps
+    bsteps2 = (30 if args.backend_restart_steps else 0) if q else args.backend_restart_steps
     csteps = 40 if q else args.control_steps
-    gpath = work / f"generator-{tag}-{bsteps}-{csteps}.safetensors"
+    gen_tag = (f"{bsteps}+{bsteps2}-{csteps}" if bsteps2 else f"{bsteps}-{csteps}") + (f"-n{args.map_noise}" if args.map_noise else "")
+    gpath = work / f"generator-{tag}-{gen_tag}.safetensors"
     if not gpath.exists():
-        base = train_backend(grey[train_mask], emb[train_mask], steps=bsteps, batch_size=32, seed=args.seed)
+        phase1 = work / f"generator-{tag}-{bsteps}-{csteps}.safetensors"
+        if bsteps2 and phase1.exists():
+            # The one-phase generator file of this seed holds the first phase's U-Net (the same training run).
+            base = BrainToImagePipeline.from_weights(phase1).denoiser.base
+            log(f"first generator phase read from {phase1}")
+        else:
+            base = train_backend(grey[train_mask], emb[train_mask], steps=bsteps, batch_size=32, seed=args.seed)
+        if bsteps2:
+            # A second, gentler cycle: the one-phase generator was still improving (validation, docs).
+            base = train_backend(grey[train_mask], emb[train_mask], steps=bsteps2, batch_size=32, seed=args.seed + 100,
+                                 den=base, lr=1e-3)
         cu = train_control(base, grey[train_mask], emb[train_mask], low[train_mask], steps=csteps, batch_size=32,
-                           seed=args.seed)
+                           seed=args.seed, map_noise=args.map_noise)
         make_pipe(cu).save_weights(gpath, overwrite=True)
         log(f"generator + control copy saved to {gpath}")
 
@@ -282,8 +319,9 @@ def main():
     models = {}  # (regime, subject, variant) -> (encoder checkpoint, generator file)
     for key, path in reg.items():
         models[(*key, "regression")] = (path, gpath)
-        for variant in VARIANTS[1:]:
-            stem = f"{tag}-{variant}-{key[0]}-{key[1]}-{ep_pre}-{ep_ref}-{dsteps}-{args.diffusion_lr}"
+        for variant in (VARIANTS[1:] if args.diffusion_stage else ()):
+            # The generator's settings are in the name: the stage trains a copy of that generator's control net.
+            stem = f"{tag}-{gen_tag}-{variant}-{key[0]}-{key[1]}-{ep_pre}-{ep_ref}-{dsteps}-{args.diffusion_lr}"
             enc_path, gen_path = work / f"encoder-{stem}.safetensors", work / f"generator-{stem}.safetensors"
             models[(*key, variant)] = (enc_path, gen_path)
             if enc_path.exists() and gen_path.exists():
@@ -301,13 +339,35 @@ def main():
             log(f"{key}: {variant} stage done")
 
     # -- 7: scoring -----------------------------------------------------------------------------------------
-    gen_kw = dict(num_inference_steps=3 if q else args.steps, guidance_scale=args.guidance, measure_energy=False)
+    gen_kw = dict(num_inference_steps=3 if q else args.steps, guidance_scale=args.guidance, measure_energy=False,
+                  control_guidance_scale=args.control_guidance)
+    n_samples = 1 if q else args.samples
+    settings = (f"{gen_tag}-{ep_pre}-{ep_ref}-{dsteps if args.diffusion_stage else 0}-{args.diffusion_lr}-"
+                f"{gen_kw['num_inference_steps']}-{args.guidance}-{args.control_guidance}-k{n_samples}")
     held_resp = {nm: {"val": split(s["test"], val_idx), "test": split(s["test"], test_idx)} for nm, s in zip(names, subs)}
 
-    def score(rec, idx):
-        rec_feat = encoder.encode(np.repeat(rec[..., None], 3, -1))
-        return {"PixCorr": pixcorr(rec, grey[idx]), "SSIM": ssim_score(rec, grey[idx]),
-                "2way_recon": two_way_identification(rec_feat, emb[idx])}
+    seen_feat = {}  # features of the seen images at the generator's resolution, per index set
+
+    def score(recs, idx):
+        """Per-image scores averaged over the sampling seeds; ``recs``: list of (n, SIZE, SIZE) arrays."""
+        key = (int(idx[0]), len(idx))
+        if key not in seen_feat:
+            seen_feat[key] = encoder.encode(np.repeat(grey[idx][..., None], 3, -1))
+        per = {"PixCorr": [], "SSIM": [], "2way_recon": [], "2way_recon_vs_seen16": []}
+        for rec in recs:
+            rec_feat = encoder.encode(np.repeat(rec[..., None], 3, -1))
+            per["PixCorr"].append(pixcorr(rec, grey[idx], per_image=True))
+            per["SSIM"].append(ssim_score(rec, grey[idx], per_image=True))
+            per["2way_recon"].append(two_way_identification(rec_feat, emb[idx], per_image=True))
+            per["2way_recon_vs_seen16"].append(two_way_identification(rec_feat, seen_feat[key], per_image=True))
+        per = {k: np.mean(v, 0) for k, v in per.items()}
+        return {**{k: float(v.mean()) for k, v in per.items()}, "per_image": {k: v.tolist() for k, v in per.items()}}
+
+    def sample(pipe, cond):
+        # Sampling seed k: args.seed + 1000 k (k = 0 is the single-sample setting of earlier versions).
+        outs = [pipe(backend_conditioning(cond, pipe.denoiser), generator=torch.Generator().manual_seed(args.seed + 1000 * k),
+                     **gen_kw) for k in range(n_samples)]
+        return [o.images[..., 0] for o in outs], float(np.mean([o.hallucination_score for o in outs]))
 
     def run(model, nm, part, levels):
         enc_path, gen_path = models[model]
@@ -316,21 +376,27 @@ def main():
         resp = held_resp[nm][part]
         idx = val_idx if part == "val" else test_idx
         dec = enc.encode(resp.responses, nm, levels=levels)
-        out = pipe(backend_conditioning(dec, pipe.denoiser), generator=torch.Generator().manual_seed(args.seed), **gen_kw)
-        row = score(out.images[..., 0], idx)
+        recs, halluc = sample(pipe, dec)
+        row = score(recs, idx)
         full = enc.forward(torch.as_tensor(resp.responses, dtype=torch.float32), nm)
-        row["2way_decoded_embed"] = two_way_identification(full["embeds"].detach().numpy(), emb[idx])
+        dec_2way = two_way_identification(full["embeds"].detach().numpy(), emb[idx], per_image=True)
+        row["2way_decoded_embed"] = float(dec_2way.mean())
+        row["per_image"]["2way_decoded_embed"] = dec_2way.tolist()
         coarse = full["maps"].detach().numpy()[:, 0] / 2 + 0.5
-        row["PixCorr_decoded_map"] = pixcorr(coarse, low[idx][:, 0] / 2 + 0.5)
+        map_pc = pixcorr(coarse, low[idx][:, 0] / 2 + 0.5, per_image=True)
+        row["PixCorr_decoded_map"] = float(map_pc.mean())
+        row["per_image"]["PixCorr_decoded_map"] = map_pc.tolist()
         if "text" in full:
             nearest = np.argmax(full["text"].detach().numpy() @ uniq_text.T, 1)
             row["caption_acc"] = float(np.mean([uniq_captions[j] == captions[i] for j, i in zip(nearest, idx)]))
-        row["halluc_mean"] = float(np.mean(out.hallucination_score))
+        row["halluc_mean"] = halluc
         return row
 
+    def short(row):
+        return json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "per_image"})
+
     def cached(name, fn):
-        path = work / (f"rows-{tag}-{bsteps}-{csteps}-{ep_pre}-{ep_ref}-{dsteps}-{args.diffusion_lr}-"
-                       f"{gen_kw['num_inference_steps']}-{args.guidance}-{name}.json")
+        path = work / (f"rows-{tag}-{settings}-{name}.json")
         if path.exists():
             return json.loads(path.read_text())
         out = fn()
@@ -341,12 +407,12 @@ def main():
     val_rows, chosen = [], {}
     for regime in ("single", "multi+refine"):
         for nm in names:
-            for variant in VARIANTS:
+            for variant in (VARIANTS if args.diffusion_stage else ()):
                 r = cached(f"val-{regime}-{nm}-{variant}", lambda: run((regime, nm, variant), nm, "val", both))
                 val_rows.append({"regime": regime, "subject": nm, "variant": variant, **r})
-                log("val", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in val_rows[-1].items()}))
+                log("val", short(val_rows[-1]))
             cands = [v for v in val_rows if v["regime"] == regime and v["subject"] == nm]
-            chosen[(regime, nm)] = max(cands, key=lambda v: v["PixCorr"] + v["2way_recon"])["variant"]
+            chosen[(regime, nm)] = max(cands, key=lambda v: v["PixCorr"] + v["2way_recon"])["variant"] if cands else "regression"
 
     rows = []
     for nm, s in zip(names, subs):
@@ -358,11 +424,11 @@ def main():
                 r = cached(f"test-{regime}-{nm}-{variant}-{lv}", lambda: run((regime, nm, variant), nm, "test", levels))
                 rows.append({"subject": nm, "train_trials": len(s["train"]), "regime": regime, "variant": variant,
                              "levels": lv, **r})
-                log("test", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}))
+                log("test", short(rows[-1]))
     stage_rows = []
     for nm in (names if args.stage_ablation else []):
         for regime in ("single", "multi+refine"):
-            for variant in VARIANTS:
+            for variant in (VARIANTS if args.diffusion_stage else VARIANTS[:1]):
                 r = cached(f"test-{regime}-{nm}-{variant}-high+low", lambda: run((regime, nm, variant), nm, "test", both))
                 stage_rows.append({"subject": nm, "regime": regime, "variant": variant,
                                    "chosen": variant == chosen[(regime, nm)], **r})
@@ -378,8 +444,7 @@ def main():
                 "no conditioning (floor)": BrainConditioning(e, None, meta={"levels": []})}
         out = []
         for label, c in refs.items():
-            o = pipe(backend_conditioning(c, pipe.denoiser), generator=torch.Generator().manual_seed(args.seed), **gen_kw)
-            out.append({"reference": label, **score(o.images[..., 0], test_idx)})
+            out.append({"reference": label, **score(sample(pipe, c)[0], test_idx)})
         return out
 
     ref_rows = cached("references", reference_rows)
@@ -387,12 +452,15 @@ def main():
     print()
     print(f"SIMULATED fMRI (real images, real BOLD noise); {n_test} held-out test images x 2 repeats; "
           f"{n_val} validation images; seed {args.seed}; DDIM {gen_kw['num_inference_steps']} steps, guidance "
-          f"{args.guidance}; {SIZE}x{SIZE} grey; low level through the ControlNet-style copy of the frozen U-Net")
-    print()
-    print("Validation (both levels; the variant with the highest PixCorr + 2-way is kept per subject and regime):")
-    print()
-    print("| regime | subject | variant | PixCorr | SSIM | 2-way (recon) | kept |")
-    print("|---|---|---|---|---|---|---|")
+          f"{args.guidance}{'' if args.control_guidance is None else f' (maps {args.control_guidance})'}; "
+          f"{n_samples} sampling seed(s) per image; generator {gen_tag}; {SIZE}x{SIZE} grey; low level through the "
+          "ControlNet-style copy of the frozen U-Net")
+    if val_rows:
+        print()
+        print("Validation (both levels; the variant with the highest PixCorr + 2-way is kept per subject and regime):")
+        print()
+        print("| regime | subject | variant | PixCorr | SSIM | 2-way (recon) | kept |")
+        print("|---|---|---|---|---|---|---|")
     for v in val_rows:
         kept = "yes" if chosen[(v["regime"], v["subject"])] == v["variant"] else ""
         print(f"| {v['regime']} | {v['subject']} | {v['variant']} | {v['PixCorr']:.3f} | {v['SSIM']:.3f} | "
@@ -421,23 +489,90 @@ def main():
     for r in stage_rows:
         print(f"| {r['subject']} | {r['regime']} | {r['variant']} | {'yes' if r['chosen'] else ''} | {r['PixCorr']:.3f} | "
               f"{r['SSIM']:.3f} | {r['2way_recon']:.3f} | {r['2way_decoded_embed']:.3f} |")
-    print()
+    # -- paired comparisons (same test images, same sampling seeds) with bootstrap intervals over images --
+    recon_metrics = ("2way_recon", "PixCorr", "SSIM", "2way_recon_vs_seen16")
+    comps = {}
     for nm in names:
         by = {r["levels"]: r for r in rows if r["subject"] == nm and r["regime"] == "multi+refine"}
-        b, hi, lo = by["high+low"], by["high"], by["low"]
-        print(f"{nm}: both > high-only and low-only on 2-way: {b['2way_recon'] > max(hi['2way_recon'], lo['2way_recon'])}; "
-              f"on PixCorr: {b['PixCorr'] > max(hi['PixCorr'], lo['PixCorr'])}")
+        for other in ("high", "low"):
+            for m in recon_metrics:
+                comps[(f"{nm}: both - {other} only", m)] = (by["high+low"]["per_image"][m], by[other]["per_image"][m])
     least = names[int(np.argmin(train_sizes))]
     sg = next(r for r in rows if r["subject"] == least and r["regime"] == "single")
     mr = next(r for r in rows if r["subject"] == least and r["regime"] == "multi+refine" and r["levels"] == "high+low")
-    print(f"{least} (least data): multi+refine vs single, 2-way recon {mr['2way_recon']:.3f} vs {sg['2way_recon']:.3f}, "
-          f"PixCorr {mr['PixCorr']:.3f} vs {sg['PixCorr']:.3f}, SSIM {mr['SSIM']:.3f} vs {sg['SSIM']:.3f}, "
-          f"2-way decoded embed {mr['2way_decoded_embed']:.3f} vs {sg['2way_decoded_embed']:.3f}")
+    for m in recon_metrics + ("2way_decoded_embed", "PixCorr_decoded_map"):
+        comps[(f"{least} (least data): multi+refine - single", m)] = (mr["per_image"][m], sg["per_image"][m])
+    summary = work / f"summary-{tag}-{settings}.json"
+    summary.write_text(json.dumps([{"comparison": c, "metric": m, "a": a, "b": b} for (c, m), (a, b) in comps.items()]))
+    print()
+    print(f"Paired differences on the {n_test} test images (per-image scores averaged over {n_samples} sampling seeds; "
+          f"95 % percentile bootstrap over images, {args.n_boot} resamples):")
+    print_paired({k: (np.asarray(a)[None], np.asarray(b)[None]) for k, (a, b) in comps.items()}, args.n_boot, args.seed)
+    if args.pool_seeds:
+        pooled = {}
+        for sd in args.pool_seeds:
+            f = work / f"summary-{'quick' if q else 'full'}-s{sd}-{settings}.json"
+            if not f.exists():
+                raise SystemExit(f"--pool-seeds: {f} is missing; run seed {sd} with the same settings first.")
+            for e in json.loads(f.read_text()):
+                pooled.setdefault((e["comparison"], e["metric"]), []).append((e["a"], e["b"]))
+        print()
+        print(f"Pooled over seeds {args.pool_seeds} (each seed's own images, simulated subjects, training; bootstrap "
+              "resamples images within each seed and averages the seed means; per-seed means in brackets):")
+        stacked = {k: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for k, v in pooled.items()}
+        print_paired(stacked, args.n_boot, 0, per_seed=True)
+        print_targets(stacked, names, least, args.n_boot, args.pool_seeds)
     log("done")
 
     if args.export_demo:
         export_demo(models[("multi+refine", names[0], chosen[("multi+refine", names[0])])], held_resp[names[0]]["test"],
                     grey, chosen[("multi+refine", names[0])], args, rows, names[0])
+
+
+def print_paired(comps, n_boot, seed, per_seed=False):
+    """Print one row per (comparison, metric): mean paired difference, 95 % bootstrap interval, verdict."""
+    from neurodecode.training.neuropictor_system import paired_difference
+
+    head = "| comparison | metric | mean difference | 95 % CI | bootstrap P(diff <= 0) | CI above 0 |"
+    if per_seed:
+        head = head + " per-seed means |"
+    print()
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for (c, m), (a, b) in comps.items():
+        d = paired_difference(a, b, n_boot=n_boot, seed=seed)
+        line = (f"| {c} | {m} | {d['mean']:+.3f} | [{d['low']:+.3f}, {d['high']:+.3f}] | {d['p_le_0']:.3f} | "
+                f"{'yes' if d['low'] > 0 else 'no'} |")
+        if per_seed:
+            line += " [" + ", ".join(f"{x:+.3f}" for x in (np.asarray(a) - np.asarray(b)).mean(1)) + "] |"
+        print(line)
+
+
+def print_targets(stacked, names, least, n_boot, seeds):
+    """The issue's targets from the pooled paired differences: met = pooled interval above 0 and every seed's mean
+    difference positive; reversed = pooled interval below 0; otherwise not established."""
+    from neurodecode.training.neuropictor_system import paired_difference
+
+    def verdict(key):
+        a, b = stacked[key]
+        d = paired_difference(a, b, n_boot=n_boot, seed=0)
+        per = (a - b).mean(1)
+        v = "met" if d["low"] > 0 and (per > 0).all() else "reversed" if d["high"] < 0 else "not established"
+        return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]", ", ".join(f"{x:+.3f}" for x in per), v
+
+    print()
+    print(f"Targets (seeds {seeds}; met = pooled 95 % interval above 0 and positive in every seed):")
+    print()
+    print("| target | subject | metric | pooled difference [95 % CI] | per-seed means | verdict |")
+    print("|---|---|---|---|---|---|")
+    for nm in names:
+        for other in ("high", "low"):
+            for m in ("2way_recon", "PixCorr"):
+                diff, per, v = verdict((f"{nm}: both - {other} only", m))
+                print(f"| both levels > {other} only | {nm} | {m} | {diff} | {per} | {v} |")
+    for m in ("2way_recon", "PixCorr", "SSIM", "2way_recon_vs_seen16", "2way_decoded_embed"):
+        diff, per, v = verdict((f"{least} (least data): multi+refine - single", m))
+        print(f"| multi+refine > single (least data) | {least} | {m} | {diff} | {per} | {v} |")
 
 
 def export_demo(model, test_resp, grey, variant, args, rows, subject):

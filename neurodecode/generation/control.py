@@ -194,15 +194,21 @@ class DiffusionBackend(nn.Module):
     cond_dropout, map_dropout : float
         Probability of replacing a sample's decoded embedding by the null vector / switching its control
         off, so that the high-only and low-only modes stay in the training distribution.
+    map_noise : float
+        While training, each sample's maps get Gaussian noise of a standard deviation drawn uniformly from
+        ``[0, map_noise]``. A control copy trained on exact maps follows them blindly; decoded maps are
+        wrong in places, and with noisy hints the copy learns to weigh them against the high-level
+        conditioning (0: exact maps).
     """
 
-    def __init__(self, denoiser, noise_scheduler=None, train_control=True, cond_dropout=0.1, map_dropout=0.1):
+    def __init__(self, denoiser, noise_scheduler=None, train_control=True, cond_dropout=0.1, map_dropout=0.1,
+                 map_noise=0.0):
         super().__init__()
         if not isinstance(denoiser, ControlledUNet):
             raise UsageError(f"Invalid 'denoiser': expected a ControlledUNet, but got {type(denoiser).__name__}.")
         self.denoiser = denoiser
         self.noise_scheduler = noise_scheduler or DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
-        self.cond_dropout, self.map_dropout = float(cond_dropout), float(map_dropout)
+        self.cond_dropout, self.map_dropout, self.map_noise = float(cond_dropout), float(map_dropout), float(map_noise)
         denoiser.base.requires_grad_(False)
         denoiser.control.requires_grad_(bool(train_control))
 
@@ -236,6 +242,10 @@ class DiffusionBackend(nn.Module):
         xt = self.noise_scheduler.add_noise(x0, noise, t)
         drop = torch.rand(b, device=dev) < self.cond_dropout if self.training else None
         keep = (torch.rand(b, device=dev) >= self.map_dropout).float() if self.training else torch.ones(b, device=dev)
+        maps = outputs["maps"]
+        if self.training and self.map_noise > 0:
+            sd = torch.rand(b, 1, 1, 1, device=dev) * self.map_noise
+            maps = maps + sd * torch.randn_like(maps)
         # control_mask is explicit so that all-zero maps (the encoder's zero-initialised head) still get gradients.
-        eps = den(xt, t, outputs["embeds"], spatial_maps=outputs["maps"], drop_mask=drop, control_mask=keep)
+        eps = den(xt, t, outputs["embeds"], spatial_maps=maps, drop_mask=drop, control_mask=keep)
         return F.mse_loss(eps, noise)

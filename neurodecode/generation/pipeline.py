@@ -117,6 +117,7 @@ class BrainToImagePipeline(DiffusionPipeline):
         measure_energy=True,
         return_trajectory=False,
         return_dict=True,
+        control_guidance_scale=None,
     ):
         """Generate one image per conditioning vector.
 
@@ -146,6 +147,13 @@ class BrainToImagePipeline(DiffusionPipeline):
             Also return the per-step predicted clean samples.
         return_dict : bool
             Return a :class:`BrainToImageOutput` (else a tuple in its field order).
+        control_guidance_scale : float | None
+            Separate guidance weight for the spatial maps (denoisers with a control copy or spatial input).
+            ``None``: one weight for both levels (the unconditional branch drops the embedding and the maps).
+            Otherwise a third network evaluation per step gives the conditional prediction without maps, and
+            ``eps = eps(none) + guidance_scale * (eps(embed) - eps(none)) + control_guidance_scale *
+            (eps(embed, maps) - eps(embed))``, so the high level can be extrapolated while the maps are not
+            (compositional guidance, as in InstructPix2Pix's two-condition guidance).
 
         Returns
         -------
@@ -179,7 +187,8 @@ class BrainToImagePipeline(DiffusionPipeline):
         score_counter = None
         try:
             counter = OpCounter(den) if measure_energy else None
-            x, trajectory = self._sample(self.scheduler, embeds, maps, steps, guidance_scale, generator, counter)
+            x, trajectory = self._sample(self.scheduler, embeds, maps, steps, guidance_scale, generator, counter,
+                                         control_guidance_scale)
             rates = den.firing_rates() if spiking else None
             # Scoring runs: further draws of the image's sampler, or of the calibration's scoring sampler
             # (e.g. stochastic DDPM, another guidance), from the same generator so that a seed fixes the
@@ -194,7 +203,8 @@ class BrainToImagePipeline(DiffusionPipeline):
             if extra > 0:
                 score_counter = OpCounter(den) if measure_energy else None
                 for _ in range(extra):
-                    runs.append(self._sample(sched, embeds, maps, steps, score_g, generator, score_counter)[1])
+                    runs.append(self._sample(sched, embeds, maps, steps, score_g, generator, score_counter,
+                                             control_guidance_scale)[1])
                 # the images' scheduler must be left as the image pass set it
                 self.scheduler.set_timesteps(steps, device=device)
         finally:
@@ -271,7 +281,8 @@ class BrainToImagePipeline(DiffusionPipeline):
         return [self._sample(sched, embeds, maps, int(num_inference_steps), guidance_scale, generator, None)[1]
                 for _ in range(int(draws))]
 
-    def _sample(self, scheduler, embeds, maps, steps, guidance_scale, generator, counter):
+    def _sample(self, scheduler, embeds, maps, steps, guidance_scale, generator, counter,
+                control_guidance_scale=None):
         """One reverse-diffusion run; returns the final sample and the per-step x0 predictions.
 
         Returns
@@ -287,7 +298,15 @@ class BrainToImagePipeline(DiffusionPipeline):
         x = randn_tensor(shape, generator=generator, device=device, dtype=embeds.dtype) * scheduler.init_noise_sigma
         scheduler.set_timesteps(int(steps), device=device)
         guided = guidance_scale is not None and guidance_scale != 1.0
-        if guided:
+        # Two-level guidance needs maps; without them it is ordinary guidance.
+        split = control_guidance_scale is not None and maps is not None
+        n_branch = 3 if split else 2 if guided else 1
+        if split:
+            # [embed + maps, embed without maps, neither]; all-zero maps switch the control off.
+            cond_in = torch.cat([embeds, embeds, embeds])
+            drop = torch.cat([torch.zeros(2 * b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
+            maps_in = torch.cat([maps, torch.zeros_like(maps), torch.zeros_like(maps)])
+        elif guided:
             cond_in = torch.cat([embeds, embeds])
             drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
             maps_in = torch.cat([maps, torch.zeros_like(maps)]) if maps is not None else None
@@ -300,10 +319,14 @@ class BrainToImagePipeline(DiffusionPipeline):
             counter.__enter__()
         try:
             for t in self.progress_bar(scheduler.timesteps):
-                inp = scheduler.scale_model_input(torch.cat([x, x]) if guided else x, t)
+                inp = scheduler.scale_model_input(torch.cat([x] * n_branch), t)
                 tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
                 eps = den(inp, tt, cond_in, spatial_maps=maps_in, drop_mask=drop)
-                if guided:
+                if split:
+                    e_cm, e_c, e_u = eps.chunk(3)
+                    g = 1.0 if guidance_scale is None else guidance_scale
+                    eps = e_u + g * (e_c - e_u) + control_guidance_scale * (e_cm - e_c)
+                elif guided:
                     e_c, e_u = eps.chunk(2)
                     eps = e_u + guidance_scale * (e_c - e_u)
                 # x0 from the epsilon prediction, independent of the scheduler's own bookkeeping.

@@ -516,27 +516,30 @@ def _grey(images):
     return x
 
 
-def pixcorr(recon, true):
+def pixcorr(recon, true, *, per_image=False):
     """Mean per-image Pearson correlation of grey pixel values.
 
     Parameters
     ----------
     recon, true : ndarray, shape (n, H, W[, C]) or (n, C, H, W), values in [0, 1]
+    per_image : bool
+        Return the n per-image correlations instead of their mean (for paired comparisons).
 
     Returns
     -------
-    float
+    float, or ndarray of shape (n,)
     """
     a = _grey(recon).reshape(len(recon), -1)
     b = _grey(true).reshape(len(true), -1)
     a = a - a.mean(1, keepdims=True)
     b = b - b.mean(1, keepdims=True)
     r = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return float(r.mean())
+    return r if per_image else float(r.mean())
 
 
-def ssim_score(recon, true):
-    """Mean grey-level SSIM (Gaussian weights, sigma 1.5, as in MindEye's evaluation)."""
+def ssim_score(recon, true, *, per_image=False):
+    """Mean grey-level SSIM (Gaussian weights, sigma 1.5, as in MindEye's evaluation); ``per_image`` returns
+    the n per-image values, shape (n,)."""
     from skimage.metrics import structural_similarity
 
     a, b = _grey(recon), _grey(true)
@@ -546,21 +549,23 @@ def ssim_score(recon, true):
     # The Gaussian window spans 11 px; smaller images fall back to the largest odd uniform window.
     kw = (dict(gaussian_weights=True, sigma=1.5) if side >= 11
           else dict(gaussian_weights=False, win_size=side if side % 2 else side - 1))
-    return float(np.mean([structural_similarity(x, y, use_sample_covariance=False, data_range=1.0, **kw)
-                          for x, y in zip(a, b)]))
+    v = np.array([structural_similarity(x, y, use_sample_covariance=False, data_range=1.0, **kw) for x, y in zip(a, b)])
+    return v if per_image else float(v.mean())
 
 
-def two_way_identification(pred, true):
+def two_way_identification(pred, true, *, per_image=False):
     """Two-way identification: how often a prediction correlates more with its own target than with another.
 
     Parameters
     ----------
     pred, true : ndarray, shape (n, d)
         Features of the reconstructions (or decoded embeddings) and of the seen images.
+    per_image : bool
+        Return each item's fraction of distractors beaten, shape (n,), instead of the mean.
 
     Returns
     -------
-    float
+    float, or ndarray of shape (n,)
         Mean over items of the fraction of distractors beaten (chance 0.5).
     """
     p = np.asarray(pred, np.float64)
@@ -573,7 +578,42 @@ def two_way_identification(pred, true):
         raise UsageError("Two-way identification needs at least 2 items.")
     own = np.diag(r)[:, None]
     beaten = (own > r).sum(1) / (n - 1)  # the diagonal never counts: own > own is False
-    return float(beaten.mean())
+    return beaten if per_image else float(beaten.mean())
+
+
+def paired_difference(a, b, *, n_boot=10000, level=0.95, seed=0):
+    """Mean paired difference ``a - b`` over items (groups) with a bootstrap confidence interval.
+
+    Items are resampled with replacement. With several groups (e.g. one row per benchmark seed), images
+    are resampled within each group and the group means are averaged, so every seed weighs the same.
+
+    Parameters
+    ----------
+    a, b : ndarray, shape (n,) or (n_groups, n)
+        Per-item scores of two methods on the same items (e.g. per-image two-way identification of two
+        reconstructions of the same test images).
+    n_boot : int
+    level : float
+        Coverage of the percentile interval.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``mean``, ``low``, ``high`` (the interval), ``p_le_0`` (fraction of bootstrap means <= 0) and ``n``.
+    """
+    a = np.atleast_2d(np.asarray(a, np.float64))
+    b = np.atleast_2d(np.asarray(b, np.float64))
+    if a.shape != b.shape or a.shape[1] < 2:
+        raise UsageError(f"Paired scores need the same shape with at least 2 items per group; got {a.shape} and {b.shape}.")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    g, n = d.shape
+    idx = rng.integers(0, n, size=(n_boot, g, n))
+    boot = np.take_along_axis(np.broadcast_to(d, (n_boot, g, n)), idx, axis=2).mean(2).mean(1)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {"mean": float(d.mean(1).mean()), "low": float(lo), "high": float(hi), "p_le_0": float((boot <= 0).mean()),
+            "n": int(g * n)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,6 +67,34 @@ def test_controlled_unet_in_the_pipeline_and_weights_round_trip(tmp_path):
         cu(x, t, e, spatial_maps=torch.randn(2, 3, 4, 4))
 
 
+def test_two_level_guidance_reduces_to_plain_guidance_and_separates_the_maps():
+    from neurodecode.decoders import BrainConditioning
+
+    cu = ControlledUNet.from_base(_base(), spatial_channels=1)
+    with torch.no_grad():
+        for blk in [*cu.control.controlnet_down_blocks, cu.control.controlnet_mid_block]:
+            blk.weight.normal_(0, 0.2)
+        cu.control.controlnet_cond_embedding.conv_out.weight.normal_(0, 0.2)  # zero-initialised: let the maps in
+    pipe = BrainToImagePipeline(cu, DDIMScheduler(num_train_timesteps=1000))
+    pipe.set_progress_bar_config(disable=True)
+    e, m = torch.randn(3, 6), torch.randn(3, 1, 4, 4)
+
+    def gen(cond, **kw):
+        return pipe(cond, num_inference_steps=4, generator=torch.Generator().manual_seed(0), measure_energy=False, **kw).images
+
+    both = BrainConditioning(e, m)
+    plain = gen(both, guidance_scale=2.5)
+    # Equal weights: eps(none) + g (eps(embed) - eps(none)) + g (eps(embed, maps) - eps(embed)) is plain guidance.
+    np.testing.assert_allclose(gen(both, guidance_scale=2.5, control_guidance_scale=2.5), plain, atol=1e-4)
+    # Without maps the control weight has nothing to act on.
+    np.testing.assert_array_equal(gen(BrainConditioning(e, None), guidance_scale=2.5, control_guidance_scale=0.5),
+                                  gen(BrainConditioning(e, None), guidance_scale=2.5))
+    # A control weight of 0 removes the maps' effect: the high-level-only image, from a three-branch run.
+    no_maps = gen(BrainConditioning(e, torch.zeros_like(m)), guidance_scale=2.5)
+    np.testing.assert_allclose(gen(both, guidance_scale=2.5, control_guidance_scale=0.0), no_maps, atol=1e-4)
+    assert np.abs(gen(both, guidance_scale=2.5, control_guidance_scale=1.0) - no_maps).max() > 1e-3
+
+
 def test_diffusion_loss_training_step_reaches_the_encoder():
     cu = ControlledUNet.from_base(_base(cond_dim=6), spatial_channels=1)
     base_before = {k: v.clone() for k, v in cu.base.state_dict().items()}
@@ -100,6 +128,26 @@ def test_diffusion_loss_training_step_reaches_the_encoder():
     assert any(p.abs().sum() > 0 for p in cu.control.controlnet_mid_block.parameters())
     with pytest.raises(UsageError, match="images"):
         system.backend.diffusion_loss(torch.zeros(2, 1, 4, 4), {"embeds": torch.zeros(2, 6), "maps": None})
+
+
+def test_map_noise_perturbs_the_hints_only_in_training():
+    cu = ControlledUNet.from_base(_base(cond_dim=6), spatial_channels=1)
+    with torch.no_grad():
+        for blk in [*cu.control.controlnet_down_blocks, cu.control.controlnet_mid_block]:
+            blk.weight.normal_(0, 0.2)
+        cu.control.controlnet_cond_embedding.conv_out.weight.normal_(0, 0.2)  # zero-initialised: let the maps in
+    x, out = torch.rand(4, 1, 8, 8) * 2 - 1, {"embeds": torch.randn(4, 6), "maps": torch.randn(4, 1, 4, 4)}
+
+    def loss(backend, train):
+        backend.train(train)
+        torch.manual_seed(3)
+        return backend.diffusion_loss(x, out).item()
+
+    exact = DiffusionBackend(cu, cond_dropout=0.0, map_dropout=0.0)
+    noisy = DiffusionBackend(cu, cond_dropout=0.0, map_dropout=0.0, map_noise=1.0)
+    # Same timesteps and noise (the hint noise is drawn after them), different hints while training only.
+    assert loss(noisy, True) != loss(exact, True)
+    assert loss(noisy, False) == loss(exact, False)
 
 
 def test_backend_conditioning_with_controlled_unet():

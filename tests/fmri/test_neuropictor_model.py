@@ -111,3 +111,24 @@ def test_metrics_behave():
     assert two_way_identification(f[::-1], f) < 0.6
     with pytest.raises(UsageError, match="at least 2"):
         two_way_identification(f[:1], f[:1])
+    per = two_way_identification(f[::-1], f, per_image=True)
+    assert per.shape == (20,) and per.mean() == pytest.approx(two_way_identification(f[::-1], f))
+    assert pixcorr(imgs, imgs, per_image=True) == pytest.approx(np.ones(6))
+    assert ssim_score(imgs, imgs, per_image=True).shape == (6,)
+
+
+def test_paired_difference_interval():
+    from neurodecode.training.neuropictor_system import paired_difference
+
+    rng = np.random.default_rng(1)
+    b = rng.random(200)
+    noise = rng.normal(0, 0.1, 200)
+    up = paired_difference(b + 0.05 + noise, b, n_boot=2000)
+    assert up["low"] > 0 and up["mean"] == pytest.approx(0.05 + noise.mean()) and up["p_le_0"] < 0.01
+    null = paired_difference(b + noise, b, n_boot=2000)
+    assert null["low"] < 0 < null["high"]
+    # groups (seeds): each group's mean weighs the same
+    two = paired_difference(np.stack([b + 0.1, b]), np.stack([b, b]), n_boot=500)
+    assert two["mean"] == pytest.approx(0.05) and two["n"] == 400
+    with pytest.raises(UsageError, match="same shape"):
+        paired_difference(b, b[:10])

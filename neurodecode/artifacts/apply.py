@@ -307,19 +307,15 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
             # autoencoder on the window itself (as the gate was calibrated, on whole windows), and
             # reuse that reconstruction in the transformer path instead of computing it twice.
             cwin = _drop_prescreened(cand, flat, prescreen, model.sfreq)
-            from .atat import span_correlation
-
             win_gate = np.zeros((n_rows, n_win), bool)
             todo = np.argwhere(cwin)
-            span = int(net.span)
             ys, resid, where = [], [], []
             for i in range(0, len(todo), _AE_BATCH):
                 r, k = todo[i : i + _AE_BATCH].T
                 norm, live = _normalise(flat[r, k])
                 y = torch.from_numpy(norm)
                 rec = net.ae(y)
-                c = span_correlation(rec, y, span)
-                g = (((c < net.tau) | (c > net.tau_hi)).any(1)).numpy() & live
+                g = net.gate(y, rec).any(1).numpy() & live
                 if g.any():
                     gi = torch.from_numpy(np.flatnonzero(g))
                     ys.append(y[gi])

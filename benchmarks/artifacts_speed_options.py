@@ -30,6 +30,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _table(title, columns):
+    """Print a markdown section title and the header of its table."""
+    print(f"## {title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--store-dir", default=str(ROOT / "build" / "datasets"))
@@ -49,13 +56,12 @@ def main(argv=None):
     from neurodecode.datasets.denoise import load_benchmark
 
     features = {"emg": "hf_fraction", "eog": a.eog_feature}
+    val = {art: load_benchmark(str(Path(a.store_dir) / f"denoise_{art}.h5"), "val") for art in ("emg", "eog")}
     screens = {}
-    print("## Pre-screen calibration (validation split)\n")
-    print("| model | feature | threshold | contaminated val windows skipped (miss), per SNR dB | "
-          "clean val windows skipped |")
-    print("|---|---|---|---|---|")
-    for art in ("emg", "eog"):
-        vx, vy, lab = load_benchmark(str(Path(a.store_dir) / f"denoise_{art}.h5"), "val")
+    _table("Pre-screen calibration (validation split)",
+           ["model", "feature", "threshold", "contaminated val windows skipped (miss), per SNR dB",
+            "clean val windows skipped"])
+    for art, (vx, vy, lab) in val.items():
         sc = calibrate_prescreen(vy, features[art], 256.0, a.miss)
         fy = PRESCREEN_FEATURES[sc["feature"]](vy.astype(np.float64), 256.0)
         fx = PRESCREEN_FEATURES[sc["feature"]](vx.astype(np.float64), 256.0)
@@ -73,12 +79,10 @@ def main(argv=None):
         out.write_text(json.dumps(screens, indent=1, sort_keys=True) + "\n")
         print(f"\nwritten: {out.relative_to(ROOT)}")
     print()
-    print("## AT-AT inference options: validation quality and transformer speed (one thread)\n")
-    print("| model | transformer precision | gated val RRMSE_t | change vs float32 | gate open (val) | "
-          "transformer CPU s / 1000 windows |")
-    print("|---|---|---|---|---|---|")
-    for art in ("emg", "eog"):
-        vx, vy, _ = load_benchmark(str(Path(a.store_dir) / f"denoise_{art}.h5"), "val")
+    _table("AT-AT inference options: validation quality and transformer speed (one thread)",
+           ["model", "transformer precision", "gated val RRMSE_t", "change vs float32", "gate open (val)",
+            "transformer CPU s / 1000 windows"])
+    for art, (vx, vy, _) in val.items():
         model = ATAT.from_pretrained(art)
         net = model.net.eval()
         ref = None
@@ -100,27 +104,26 @@ def main(argv=None):
                 print(f"| {art.upper()} | {prec} | {r:.4f} | {100 * (r / ref - 1):+.1f} % | {gate.mean():.1%} | "
                       f"{1000 * cpu / max(len(idx), 1):.2f} |")
 
-    print("\n## Whole-recording path on the validation pairs laid end to end (one thread)\n")
-    print("| model | transformer precision | overlap | pre-screen | RRMSE_t (mean per 2 s) | change vs reference | "
-          "CPU s |")
-    print("|---|---|---|---|---|---|---|")
-    for art in ("emg", "eog"):
-        vx, vy, lab = load_benchmark(str(Path(a.store_dir) / f"denoise_{art}.h5"), "val")
+    print()
+    _table("Whole-recording path on the validation pairs laid end to end (one thread)",
+           ["model", "transformer precision", "overlap", "pre-screen", "RRMSE_t (mean per 2 s)",
+            "change vs reference", "CPU s"])
+    for art, (vx, vy, lab) in val.items():
         sd = lab[:, 1:2].astype(np.float64)
-        x_row, y_row = (vx * sd).reshape(1, -1), (vy * sd).reshape(1, -1)
+        y_row = (vy * sd).reshape(1, -1)
         model = ATAT.from_pretrained(art)
         ref = None
         combos = [(ov, prec, False) for ov in (0.5, 0.25) for prec in PRECISIONS] + [(0.25, "bfloat16", True)]
         for ov, prec, ps in combos:
-                c0 = time.process_time()
-                out = denoise_array(model, y_row, model.sfreq, highpass=False, precision=prec, overlap=ov,
-                                    prescreen=screens[art] if ps else None)
-                cpu = time.process_time() - c0
-                seg = out.reshape(vx.shape) / sd
-                r = float(np.mean(M.rrmse_temporal(seg, vx)))
-                ref = r if ref is None else ref
-                print(f"| {art.upper()} | {prec} | {ov:.0%} | {'yes' if ps else 'no'} | {r:.4f} | "
-                      f"{100 * (r / ref - 1):+.1f} % | {cpu:.1f} |")
+            c0 = time.process_time()
+            out = denoise_array(model, y_row, model.sfreq, highpass=False, precision=prec, overlap=ov,
+                                prescreen=screens[art] if ps else None)
+            cpu = time.process_time() - c0
+            seg = out.reshape(vx.shape) / sd
+            r = float(np.mean(M.rrmse_temporal(seg, vx)))
+            ref = r if ref is None else ref
+            print(f"| {art.upper()} | {prec} | {ov:.0%} | {'yes' if ps else 'no'} | {r:.4f} | "
+                  f"{100 * (r / ref - 1):+.1f} % | {cpu:.1f} |")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,17 @@ def prescreen_skip(windows, prescreen, sfreq):
     return PRESCREEN_FEATURES[prescreen["feature"]](windows, sfreq) < prescreen["threshold"]
 
 
+def _drop_prescreened(mask, windows, prescreen, sfreq):
+    """A copy of the window mask ``(n_rows, n_win)``, less the windows (``windows[r, k]``, each
+    ``(win,)``) that the pre-screen calls clearly clean."""
+    mask = np.array(mask, bool)
+    if prescreen is not None and mask.any():
+        r, k = np.nonzero(mask)
+        skip = prescreen_skip(windows[r, k], prescreen, sfreq)
+        mask[r[skip], k[skip]] = False
+    return mask
+
+
 def cpu_has_bf16():
     """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16; Linux only).
 
@@ -289,29 +300,22 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
 
     net = model.net
     tf = tf if tf is not None else transformer_fn(net, precision)
+    reuse_ae = gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer")
     with torch.inference_mode():
-        if gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer"):
+        if reuse_ae:
             # Screened windows are few and scattered: gate each candidate window with the
             # autoencoder on the window itself (as the gate was calibrated, on whole windows), and
             # reuse that reconstruction in the transformer path instead of computing it twice.
-            cwin = np.asarray(cand, bool).copy()
-            if prescreen is not None and cwin.any():
-                r, k = np.nonzero(cwin)
-                skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
-                cwin[r[skip], k[skip]] = False
-            from .atat import span_correlation
-
+            cwin = _drop_prescreened(cand, flat, prescreen, model.sfreq)
             win_gate = np.zeros((n_rows, n_win), bool)
             todo = np.argwhere(cwin)
-            span = int(net.span)
             ys, resid, where = [], [], []
             for i in range(0, len(todo), _AE_BATCH):
                 r, k = todo[i : i + _AE_BATCH].T
                 norm, live = _normalise(flat[r, k])
                 y = torch.from_numpy(norm)
                 rec = net.ae(y)
-                c = span_correlation(rec, y, span)
-                g = (((c < net.tau) | (c > net.tau_hi)).any(1)).numpy() & live
+                g = net.gate(y, rec).any(1).numpy() & live
                 if g.any():
                     gi = torch.from_numpy(np.flatnonzero(g))
                     ys.append(y[gi])
@@ -326,7 +330,6 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
                     art = tf.transformer(torch.stack([yb, resid[i : i + _TF_BATCH]], 1)).float().numpy()
                     # removed = (input - clean estimate) = the artifact, back at the window's scale
                     removed[r, k] = art * flat[r, k].std(-1, keepdims=True)
-            todo = np.zeros((0, 2), int)
         elif gated and hasattr(net, "gate"):
             # The gate needs the autoencoder on every sample once, not once per overlapping window:
             # tiles of one window cover the padded rows without overlap, and their span gates give
@@ -342,11 +345,7 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
             else:
                 # a screen already ruled most windows out: pre-screen the rest (cheap), then run the
                 # autoencoder only on the tiles that hold a span of a remaining window (at most two)
-                cwin = np.asarray(cand, bool).copy()
-                if prescreen is not None and cwin.any():
-                    r, k = np.nonzero(cwin)
-                    skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
-                    cwin[r[skip], k[skip]] = False
+                cwin = _drop_prescreened(cand, flat, prescreen, model.sfreq)
                 r, k = np.nonzero(cwin)
                 t0 = np.minimum((k * step) // per_win, n_tiles - 1)
                 t1 = np.minimum((k * step + per_win - 1) // per_win, n_tiles - 1)
@@ -366,14 +365,11 @@ def _denoise_rows(model, sig, gated=True, precision="float32", overlap=0.5, pres
                 win_gate |= spans[:, starts + k]
             if cwin is not None:
                 win_gate &= cwin
-            elif prescreen is not None:
-                r, k = np.nonzero(win_gate)
-                skip = prescreen_skip(flat[r, k], prescreen, model.sfreq)
-                win_gate[r[skip], k[skip]] = False
+            else:
+                win_gate = _drop_prescreened(win_gate, flat, prescreen, model.sfreq)
         else:
             win_gate = np.ones((n_rows, n_win), bool)
-        if not (gated and cand is not None and hasattr(net, "ae") and hasattr(tf, "transformer")):
-            todo = np.argwhere(win_gate)
+        todo = np.zeros((0, 2), int) if reuse_ae else np.argwhere(win_gate)
         for i in range(0, len(todo), _TF_BATCH):
             r, k = todo[i : i + _TF_BATCH].T
             seg = flat[r, k]
@@ -459,9 +455,9 @@ def _denoise_blocks(model, eeg, sf, cand, grid, *, overlap, prescreen, tf, block
     part = ~whole[inv]
     if part.any():
         hp[part] = _highpass(hp[part], sf, model.l_freq)
-    n_m = (block_hops + 4) * hop_for(model, overlap)
-    sig = _fit_length(_resample(hp[:, Mh - M : Mh + L + M], sf, model.sfreq), n_m).astype(np.float32)
     hop = hop_for(model, overlap)
+    n_m = (block_hops + 4) * hop
+    sig = _fit_length(_resample(hp[:, Mh - M : Mh + L + M], sf, model.sfreq), n_m).astype(np.float32)
     lead = model.n_times - hop
     n_win = int(np.ceil((n_m + lead) / hop))
     n_win += n_win % 2

@@ -163,19 +163,20 @@ class ATATNet(nn.Module):
         r = self.ae(y)
         return y - self.transformer(torch.stack([y, y - r.detach()], 1))
 
-    def gate(self, y):
+    def gate(self, y, rec=None):
         """Boolean mask ``(B, T // span)``: True on spans the autoencoder flags.
 
         A span is flagged when its correlation with the reconstruction is below ``tau`` (the
         autoencoder cannot reproduce it: broadband artifacts such as EMG) or above ``tau_hi``
         (it is smoother than clean EEG ever is at unit scale: slow, large artifacts such as EOG,
-        which a low-capacity autoencoder reproduces *better* than EEG).
+        which a low-capacity autoencoder reproduces *better* than EEG). ``rec``: ``self.ae(y)``
+        when the caller already has it (it is computed here otherwise).
         """
-        c = span_correlation(self.ae(y), y, self.span)
+        c = span_correlation(self.ae(y) if rec is None else rec, y, self.span)
         return (c < self.tau) | (c > self.tau_hi)
 
     def window_gate(self, y):
-        """Boolean ``(B,)``: True for windows with at least one span below ``tau``."""
+        """Boolean ``(B,)``: True for windows with at least one flagged span (:meth:`gate`)."""
         return self.gate(y).any(1)
 
     @torch.no_grad()

@@ -24,7 +24,7 @@ it is, which is what the gate would mostly have decided anyway.
 Windows are those of the whole-recording path (:func:`chunk_grid`): the model's windows laid on
 the chunk from its first sample, moved by the model's hop, exactly as the dense path lays them.
 The screens' thresholds were chosen on validation data only
-(``benchmarks/artifacts_speed_options.py --screens``; ``docs/benchmarks/artifacts.md``, "Speed").
+(``benchmarks/artifacts_screens.py``; ``docs/benchmarks/artifacts.md``, "Speed").
 """
 
 from __future__ import annotations

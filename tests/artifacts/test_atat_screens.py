@@ -3,29 +3,9 @@
 import mne
 import numpy as np
 import pytest
-import torch
 
 from neurodecode.artifacts import apply as A
 from neurodecode.artifacts import screens as S
-
-
-class _Half(torch.nn.Module):
-    """Removes exactly half of every window; gate open everywhere (a stand-in for a trained model)."""
-
-    span = 64
-
-    def forward(self, y):
-        return 0.5 * y
-
-    def gate(self, y):
-        return torch.ones(len(y), y.shape[1] // self.span, dtype=torch.bool)
-
-
-class _Model:
-    n_times, sfreq, artifact, l_freq = 512, 256.0, "eog", 1.0
-
-    def __init__(self):
-        self.net = _Half()
 
 
 def _dense(model, x, sf, overlap):
@@ -40,17 +20,17 @@ def test_frontal_channels_by_name():
     assert len(S.frontal_channels(["C3", "C4"])) == 0
 
 
-def test_chunk_grid_needs_whole_samples():
-    g = S.chunk_grid(16000, 160.0, _Model(), 384)
+def test_chunk_grid_needs_whole_samples(half_model):
+    g = S.chunk_grid(16000, 160.0, half_model(), 384)
     assert g == {"hop": 240, "win": 320, "lead": 80, "n_win": int(np.ceil((16000 + 80) / 240))}
-    assert S.chunk_grid(16000, 173.61, _Model(), 384) is None
+    assert S.chunk_grid(16000, 173.61, half_model(), 384) is None
 
 
 @pytest.mark.parametrize("overlap", [0.5, 0.25])
-def test_blocks_with_every_window_match_the_dense_path(overlap):
+def test_blocks_with_every_window_match_the_dense_path(overlap, half_model):
     # every window a candidate: the blockwise path must give what the dense path gives, up to the
     # filter's and resampler's edges at block borders (which it keeps far away with its margins)
-    sf, model = 160.0, _Model()
+    sf, model = 160.0, half_model()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, int(60 * sf)))
     hop = A.hop_for(model, overlap)
@@ -65,8 +45,8 @@ def test_blocks_with_every_window_match_the_dense_path(overlap):
     assert np.allclose(hp[:, inner], A._highpass(x, sf, 1.0)[:, inner], atol=0.02 * np.abs(x).max())
 
 
-def test_blocks_leave_everything_outside_candidate_windows_untouched():
-    sf, model = 160.0, _Model()
+def test_blocks_leave_everything_outside_candidate_windows_untouched(half_model):
+    sf, model = 160.0, half_model()
     x = np.random.default_rng(1).standard_normal((2, int(40 * sf)))
     hop = A.hop_for(model, 0.25)
     grid = S.chunk_grid(x.shape[1], sf, model, hop)
@@ -93,10 +73,10 @@ def _blink_recording(sf=160.0, seconds=60.0, blink_at=(10.0, 31.0)):
     return x, names
 
 
-def test_eog_screen_marks_frontal_event_windows_on_the_channels_it_reaches():
+def test_eog_screen_marks_frontal_event_windows_on_the_channels_it_reaches(half_model):
     sf = 160.0
     x, names = _blink_recording(sf)
-    grid = S.chunk_grid(x.shape[1], sf, _Model(), 384)
+    grid = S.chunk_grid(x.shape[1], sf, half_model(), 384)
     cand, front = S.eog_spatial_screen(x, sf, S.frontal_channels(names), grid)
     starts = np.arange(grid["n_win"]) * grid["hop"] - grid["lead"]
     holds = [(starts <= b * sf) & (starts + grid["win"] > b * sf) for b in (10.0, 31.0)]
@@ -109,16 +89,16 @@ def test_eog_screen_marks_frontal_event_windows_on_the_channels_it_reaches():
     assert cand[:, far].mean() < 0.05  # background EEG alone rarely passes
 
 
-def test_eog_screen_without_an_eye_event_passes_nothing():
+def test_eog_screen_without_an_eye_event_passes_nothing(half_model):
     x, names = _blink_recording(blink_at=())
-    grid = S.chunk_grid(x.shape[1], 160.0, _Model(), 384)
+    grid = S.chunk_grid(x.shape[1], 160.0, half_model(), 384)
     cand, front = S.eog_spatial_screen(x, 160.0, S.frontal_channels(names), grid)
     assert cand.mean() < 0.02 and front.mean() < 0.05
 
 
-def test_emg_screen_equals_the_prescreen_at_the_model_rate():
+def test_emg_screen_equals_the_prescreen_at_the_model_rate(half_model):
     # at the model's own rate, without slack and band limits, the screen is the shipped pre-screen
-    sf, model = 256.0, _Model()
+    sf, model = 256.0, half_model()
     rng = np.random.default_rng(3)
     t = np.arange(int(30 * sf)) / sf
     x = np.vstack([np.sin(2 * np.pi * 3 * t) + 0.1 * rng.standard_normal(len(t)), rng.standard_normal(len(t)),
@@ -158,8 +138,8 @@ def test_apply_denoiser_uses_the_screens_and_falls_back_without_frontal_channels
         A.apply_denoiser(models, raw, screen={"z_eye": 3})
 
 
-def test_emg_screen_ignores_line_noise_but_not_broadband_muscle():
-    sf, model = 160.0, _Model()
+def test_emg_screen_ignores_line_noise_but_not_broadband_muscle(half_model):
+    sf, model = 160.0, half_model()
     rng = np.random.default_rng(4)
     t = np.arange(int(30 * sf)) / sf
     eeg = np.sin(2 * np.pi * 6 * t) + 0.2 * rng.standard_normal(len(t))

@@ -9,25 +9,6 @@ from neurodecode.artifacts.atat import ATAT
 from neurodecode.utils import UsageError
 
 
-class _Half(torch.nn.Module):
-    """Removes exactly half of every window; gate open everywhere (a stand-in for a trained model)."""
-
-    span = 64
-
-    def forward(self, y):
-        return 0.5 * y
-
-    def gate(self, y):
-        return torch.ones(len(y), y.shape[1] // self.span, dtype=torch.bool)
-
-
-class _Model:
-    n_times, sfreq, artifact = 512, 256.0, "emg"
-
-    def __init__(self):
-        self.net = _Half()
-
-
 @pytest.mark.parametrize("hop", [256, 384, 448])
 def test_crossfade_weights_sum_to_one(hop):
     w = A.crossfade_weights(512, hop).astype(np.float64)
@@ -40,33 +21,33 @@ def test_crossfade_weights_sum_to_one(hop):
 
 @pytest.mark.parametrize("overlap", [0.5, 0.25, 0.125])
 @pytest.mark.parametrize("n", [300, 2000, 7777])
-def test_overlap_add_removes_exactly_what_every_window_removes(overlap, n):
+def test_overlap_add_removes_exactly_what_every_window_removes(overlap, n, half_model):
     # 32 Hz at 256 Hz: every window holds whole cycles, so its mean is zero and the (mean-removing)
     # normalisation changes nothing; away from the reflected edges the weights must sum to one
     t = np.arange(n) / 256.0
     sig = np.vstack([np.sin(2 * np.pi * 32 * t + 0.3), 2 * np.cos(2 * np.pi * 32 * t)]).astype(np.float32)
-    removed, frac = A._denoise_rows(_Model(), sig, gated=True, overlap=overlap)
+    removed, frac = A._denoise_rows(half_model("emg"), sig, gated=True, overlap=overlap)
     assert removed.shape == sig.shape and np.all(frac == 1)
     assert np.allclose(removed[:, 512:-512], 0.5 * sig[:, 512:-512], atol=1e-5)
     assert np.abs(removed).max() > 0.4
 
 
-def test_bad_overlap_and_precision_are_refused():
+def test_bad_overlap_and_precision_are_refused(half_model):
     with pytest.raises(UsageError, match="overlap must be in"):
-        A.hop_for(_Model(), 0.75)
+        A.hop_for(half_model("emg"), 0.75)
     with pytest.raises(UsageError, match="precision must be one of"):
         A.resolve_precision("float16")
     assert A.resolve_precision("auto") == ("bfloat16" if A.cpu_has_bf16() else "float32")
 
 
-def test_prescreen_skips_only_windows_below_threshold():
+def test_prescreen_skips_only_windows_below_threshold(half_model):
     t = np.arange(256 * 20) / 256.0
     slow = np.sin(2 * np.pi * 2 * t)[None].astype(np.float32)  # no power above 30 Hz
     noise = np.random.default_rng(0).standard_normal((1, len(t))).astype(np.float32)
     screen = {"feature": "hf_fraction", "threshold": 0.3}
-    rem, frac = A._denoise_rows(_Model(), np.vstack([slow, noise]), overlap=0.25, prescreen=screen)
+    rem, frac = A._denoise_rows(half_model("emg"), np.vstack([slow, noise]), overlap=0.25, prescreen=screen)
     assert frac[0] == 0 and np.all(rem[0] == 0)
-    plain, _ = A._denoise_rows(_Model(), np.vstack([slow, noise]), overlap=0.25)
+    plain, _ = A._denoise_rows(half_model("emg"), np.vstack([slow, noise]), overlap=0.25)
     assert frac[1] == 1 and np.array_equal(rem[1], plain[1]) and np.abs(plain[0]).max() > 0.1
 
 

@@ -154,7 +154,7 @@ def emg_spectral_screen(eeg, sf, grid, threshold, model_sfreq, l_freq=1.0, f_cut
     windows reaching past the chunk see its mirror image, as in the dense path. Bins within
     ``mains_width`` Hz of the mains frequencies and their harmonics are left out of both sums:
     line noise is narrow-band and steady, not muscle, and on recordings without a notch filter
-    it alone pushed a quarter of the windows over the threshold (EMG is broadband, so leaving
+    it alone pushed many windows over the threshold (EMG is broadband, so leaving
     out these few hertz barely changes its share). ``mains=()`` keeps every bin.
 
     Returns

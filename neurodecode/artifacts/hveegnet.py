@@ -91,6 +91,8 @@ SPATIAL = ("loo", "none")
 # keep the raw windows and coarse predictions of a scored recording in memory between the two passes
 # of ``score`` up to this many bytes; longer recordings are read and run through the network twice
 _CACHE_BYTES = 512 * 2 ** 20
+# buffers filled by ``calibrate`` (not network weights): fine-tuning drops them, older files may lack some
+CALIBRATION_BUFFERS = ("channel_median", "channel_iqr", "threshold", "train_spatial_map")
 
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",

@@ -606,8 +606,7 @@ class HVEEGNet(nn.Module):
         ndarray, shape (n_chans, n_chans)
         """
         if cov is None:
-            r = np.asarray(residuals, np.float64)
-            cov = np.einsum("nct,ndt->cd", r, r) / max(r.shape[0] * r.shape[2], 1)
+            cov, _ = self._residual_cov(residuals, 0.0)
         cov = np.asarray(cov, np.float64)
         ridge = self.spatial_ridge * max(np.trace(cov) / len(cov), 1e-12)
         prec = np.linalg.inv(cov + ridge * np.eye(len(cov)))

@@ -718,7 +718,8 @@ class HVEEGNet(nn.Module):
 
     def channel_errors(self, windows, batch_size=64):
         """Soft-DTW reconstruction error per sample, shape (n_windows, n_chans), and the reconstruction."""
-        f, r = self.channel_features(windows, batch_size)
+        # the network pass alone: no spatial map or residual features, which would be discarded
+        f, r, _ = self._forward_batches(np.asarray(windows), batch_size, error=True)
         return f[..., 0], r
 
     def _standardise(self, features, reference="training"):

@@ -260,3 +260,12 @@ def test_fine_tune_start_loads_network_weights_and_accepts_pre_spatial_files(tmp
     # a different architecture is refused with the file named
     with pytest.raises(InputFileError, match="old.safetensors: does not match the configured architecture"):
         load_network_weights(HVEEGNet(hierarchical=False), old)
+
+
+def test_channel_errors_match_the_error_column_of_channel_features(model):
+    w, _ = model.windows_from_array(_raw(6, seed=7).get_data(), SF)
+    err, rec = model.channel_errors(w, batch_size=4)
+    feats, rec_f = model.channel_features(w, batch_size=4)
+    assert err.shape == (6, 19) and np.isfinite(err).all() and (err > 0).all()
+    np.testing.assert_allclose(err, feats[..., model.feature_names.index("error")], rtol=1e-6)
+    np.testing.assert_allclose(rec, rec_f, rtol=1e-6)

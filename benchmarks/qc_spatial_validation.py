@@ -83,7 +83,6 @@ def main(argv=None):
     t0, c0 = time.time(), time.process_time()
     model = HVEEGNet.from_pretrained(args.hveegnet)
     vmodel = HVEEGNet.from_pretrained(args.veegnet)
-    res_cols = [model.feature_names.index(f) for f in RESIDUAL_FEATURES]
     two = np.array([f in TWO_SIDED for f in RESIDUAL_FEATURES])
     nb = neighbours()
     emg, _ = load_emg(model.sfreq)

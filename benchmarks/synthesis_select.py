@@ -29,10 +29,11 @@ def total_power(X):
     return float(np.mean(sum(fd.band_powers(X, SFREQ).values())))
 
 
-def score(X, y, Xval, yval, knn, Xtr, ytr):
+def score(X, y, Xval, yval, knn, real_power):
+    """``real_power``: {"tr": [...], "val": [...]}, :func:`total_power` of the real windows per class."""
     per = [fd.distribution_metrics(Xval[yval == c], X[y == c], SFREQ, n_permutations=0) for c in range(len(LABELS))]
-    ratio = {name: float(np.mean([total_power(X[y == c]) / total_power(R[r == c]) for c in range(len(LABELS))]))
-             for name, R, r in (("tr", Xtr, ytr), ("val", Xval, yval))}
+    ratio = {name: float(np.mean([total_power(X[y == c]) / ref[c] for c in range(len(LABELS))]))
+             for name, ref in real_power.items()}
     return {
         "bp_mean": float(np.mean([p["bp_mean"] for p in per])),
         "mmd2": float(np.mean([p["mmd2"] for p in per])),
@@ -61,17 +62,20 @@ def main(argv=None):
     Xtr, ytr, _ = load_artifact_windows(args.store, split="train")
     Xval, yval, _ = load_artifact_windows(args.store, split="val")
     knn = fd.fit_knn(Xtr, ytr, SFREQ)
+    # the real windows' band power, once (not again for every candidate)
+    real_power = {name: [total_power(R[r == c]) for c in range(len(LABELS))]
+                  for name, R, r in (("tr", Xtr, ytr), ("val", Xval, yval))}
     labels = np.repeat(np.arange(len(LABELS)), args.n)
     rng = np.random.default_rng(args.seed)
     idx = np.concatenate([rng.choice(np.flatnonzero(ytr == c), args.n, replace=False) for c in range(len(LABELS))])
     print(f"validation split ({len(yval)} windows: {np.bincount(yval).tolist()}), n={args.n}/class, seed {args.seed}")
     print("| candidate | bp_mean | mmd2 | knn | pow_tr | pow_val | cpu s |")
     print("|---|---|---|---|---|---|---|")
-    r = score(Xtr[idx], ytr[idx], Xval, yval, knn, Xtr, ytr)
+    r = score(Xtr[idx], ytr[idx], Xval, yval, knn, real_power)
     print(f"| real_train | {fmt(r)} | - |")
     if args.ar:
         X = generate(load_generator("ar", store=args.store), labels, seed=args.seed)
-        print(f"| ar | {fmt(score(X, labels, Xval, yval, knn, Xtr, ytr))} | - |")
+        print(f"| ar | {fmt(score(X, labels, Xval, yval, knn, real_power))} | - |")
     settings = [(s, w) for s in args.steps for w in args.guidance] if args.model == "ddpm" else [(None, None)]
     for path in args.weights:
         gen = load_generator(args.model, path)
@@ -80,7 +84,7 @@ def main(argv=None):
             kw = {"steps": steps, "guidance": w} if args.model == "ddpm" else {}
             X = generate(gen, labels, seed=args.seed, **kw)
             cpu = time.process_time() - t0
-            r = score(X, labels, Xval, yval, knn, Xtr, ytr)
+            r = score(X, labels, Xval, yval, knn, real_power)
             name = Path(path).stem + (f" steps={steps} w={w:g}" if args.model == "ddpm" else "")
             print(f"| {name} | {fmt(r)} | {cpu:.1f} |", flush=True)
 

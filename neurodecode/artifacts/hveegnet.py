@@ -91,6 +91,8 @@ SPATIAL = ("loo", "none")
 # keep the raw windows and coarse predictions of a scored recording in memory between the two passes
 # of ``score`` up to this many bytes; longer recordings are read and run through the network twice
 _CACHE_BYTES = 512 * 2 ** 20
+# buffers filled by ``calibrate`` (not network weights): fine-tuning drops them, older files may lack some
+CALIBRATION_BUFFERS = ("channel_median", "channel_iqr", "threshold", "train_spatial_map")
 
 CHANNELS_1020 = (
     "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz",
@@ -604,8 +606,7 @@ class HVEEGNet(nn.Module):
         ndarray, shape (n_chans, n_chans)
         """
         if cov is None:
-            r = np.asarray(residuals, np.float64)
-            cov = np.einsum("nct,ndt->cd", r, r) / max(r.shape[0] * r.shape[2], 1)
+            cov, _ = self._residual_cov(residuals, 0.0)
         cov = np.asarray(cov, np.float64)
         ridge = self.spatial_ridge * max(np.trace(cov) / len(cov), 1e-12)
         prec = np.linalg.inv(cov + ridge * np.eye(len(cov)))
@@ -717,7 +718,8 @@ class HVEEGNet(nn.Module):
 
     def channel_errors(self, windows, batch_size=64):
         """Soft-DTW reconstruction error per sample, shape (n_windows, n_chans), and the reconstruction."""
-        f, r = self.channel_features(windows, batch_size)
+        # the network pass alone: no spatial map or residual features, which would be discarded
+        f, r, _ = self._forward_batches(np.asarray(windows), batch_size, error=True)
         return f[..., 0], r
 
     def _standardise(self, features, reference="training"):

@@ -191,7 +191,7 @@ def build_motor_imagery(data_dir_=None, *, subjects=None, cache_dir=None, overwr
         Subjects to include (``"S001"`` or ``1``); default every ``SXXX`` folder.
     cache_dir : path-like | None
         Where the store is written (never inside the data folder, which is only read);
-        default ``~/.cache/neurodecode``.
+        default :func:`neurodecode.utils.cache_dir` (``$XDG_CACHE_HOME/neurodecode`` or ``~/.cache/neurodecode``).
     overwrite : bool
         Rebuild even if a store with the same key exists.
     problems : list | None

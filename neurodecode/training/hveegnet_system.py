@@ -26,7 +26,7 @@ try:
 except ImportError:  # pragma: no cover
     import pytorch_lightning as L
 
-from ..artifacts.hveegnet import HVEEGNet
+from ..artifacts.hveegnet import CALIBRATION_BUFFERS, HVEEGNet
 from ..utils import InputFileError, data_dir
 
 logger = logging.getLogger("neurodecode")
@@ -184,6 +184,26 @@ def _build(config_path):
     return init, yaml.safe_load(Path(config_path).read_text())
 
 
+def load_network_weights(model, path):
+    """Fine-tuning start: load the network weights of a saved hvEEGNet into ``model`` (same architecture).
+
+    The calibration buffers (:data:`~neurodecode.artifacts.hveegnet.CALIBRATION_BUFFERS`) are
+    left as they are: ``train`` recalibrates after training, and files saved before the spatial
+    map existed do not have it.
+    """
+    from ..utils import read_safetensors
+
+    state, _ = read_safetensors(path, what="hvEEGNet weights")
+    net = {k: v for k, v in state.items() if k not in CALIBRATION_BUFFERS}
+    missing, unexpected = model.load_state_dict(net, strict=False)
+    if unexpected or set(missing) - set(CALIBRATION_BUFFERS):
+        raise InputFileError(
+            f"{path}: does not match the configured architecture "
+            f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})."
+        )
+    return model
+
+
 def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None, init_weights=None):
     """Train from a pipeline YAML, keep the best-validation weights, calibrate, save safetensors.
 
@@ -200,17 +220,7 @@ def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None, i
     seed_everything(init.seed_everything)
     system, dm = init.model, init.data
     if init_weights is not None:
-        # fine-tune: start from the network weights of a saved model (same architecture)
-        from ..utils import read_safetensors
-
-        state, _ = read_safetensors(init_weights, what="hvEEGNet weights")
-        net = {k: v for k, v in state.items() if k not in ("channel_median", "channel_iqr", "threshold")}
-        missing, unexpected = system.model.load_state_dict(net, strict=False)
-        if unexpected or set(missing) - {"channel_median", "channel_iqr", "threshold"}:
-            raise InputFileError(
-                f"{init_weights}: does not match the configured architecture "
-                f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})."
-            )
+        load_network_weights(system.model, init_weights)
     dm.setup_for(system.model)
     trainer_kw = dict(init.trainer)
     if max_epochs is not None:

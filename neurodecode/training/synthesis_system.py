@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 

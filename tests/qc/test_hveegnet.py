@@ -240,3 +240,32 @@ def test_coarse_weight_adds_the_coarse_reconstruction_term():
     extra = ((x - torch.as_tensor(coarse, dtype=torch.float32)) ** 2).sum((1, 2)).mean()
     assert torch.allclose(t1 - t0, extra, rtol=1e-4)
     assert deep.config["coarse_weight"] == 1.0 and not deep._keep_coarse
+
+
+def test_fine_tune_start_loads_network_weights_and_accepts_pre_spatial_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from neurodecode.training.hveegnet_system import load_network_weights
+
+    torch.manual_seed(0)
+    src = HVEEGNet()
+    state = {k: v.detach().contiguous() for k, v in src.state_dict().items() if k != "train_spatial_map"}
+    old = tmp_path / "old.safetensors"
+    save_file(state, str(old), metadata={"config": "{}"})  # as written before the spatial map existed
+    torch.manual_seed(1)
+    dst = HVEEGNet()
+    assert not torch.equal(dst.enc1[0].weight, src.enc1[0].weight)
+    load_network_weights(dst, old)
+    assert torch.equal(dst.enc1[0].weight, src.enc1[0].weight)
+    # a different architecture is refused with the file named
+    with pytest.raises(InputFileError, match="old.safetensors: does not match the configured architecture"):
+        load_network_weights(HVEEGNet(hierarchical=False), old)
+
+
+def test_channel_errors_match_the_error_column_of_channel_features(model):
+    w, _ = model.windows_from_array(_raw(6, seed=7).get_data(), SF)
+    err, rec = model.channel_errors(w, batch_size=4)
+    feats, rec_f = model.channel_features(w, batch_size=4)
+    assert err.shape == (6, 19) and np.isfinite(err).all() and (err > 0).all()
+    np.testing.assert_allclose(err, feats[..., model.feature_names.index("error")], rtol=1e-6)
+    np.testing.assert_allclose(rec, rec_f, rtol=1e-6)

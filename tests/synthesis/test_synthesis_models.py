@@ -206,6 +206,11 @@ def test_window_scale_warm_start_and_sampling():
     # the extra code channels start disconnected: the shape output equals the old model's output
     assert torch.allclose(new(torch.cat([x, extra], 1), t, y)[:, :2], old(x, t, y), atol=1e-6)
     assert torch.count_nonzero(new.conv_in.weight[:, 2:]) == 0
+    # ... and the network predicts zero for them
+    assert torch.count_nonzero(new(torch.cat([x, extra], 1), t, y)[:, 2:]) == 0
+    # buffers are not copied (the data statistics are refitted)
+    old.channel_scale.fill_(3.0)
+    assert torch.equal(_tiny_unet(window_scale=True).init_from(old).channel_scale, torch.ones(2))
     new.fit_data_stats(np.random.default_rng(0).standard_normal((20, 2, 32)) * 5)
     X = new.sample([0, 1, 2], guidance=2.0, num_inference_steps=3, seed=0)
     assert X.shape == (3, 2, 32) and np.isfinite(X).all()

@@ -209,17 +209,15 @@ class UNet1DConditional(ModelMixin, ConfigMixin):
         ``final_layer``) get the matching slice; the new slices start at zero, so the warm-started
         network initially ignores (and predicts zero for) the extra channels. Buffers are not copied.
         """
-        own = self.state_dict()
+        own = dict(self.named_parameters())
         for k, v in other.state_dict().items():
-            if k not in own or k in dict(self.named_buffers()):
+            w = own.get(k)
+            if w is None or w.ndim != v.ndim:
                 continue
-            w = own[k]
-            if w.shape == v.shape:
-                w.copy_(v)
-            elif w.ndim == v.ndim:
+            overlap = tuple(slice(0, min(a, b)) for a, b in zip(w.shape, v.shape))
+            with torch.no_grad():
                 w.zero_()
-                w[tuple(slice(0, min(a, b)) for a, b in zip(w.shape, v.shape))] = v[
-                    tuple(slice(0, min(a, b)) for a, b in zip(w.shape, v.shape))]
+                w[overlap] = v[overlap]
         return self
 
     # -- schedulers --------------------------------------------------------------------------

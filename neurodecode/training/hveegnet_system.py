@@ -216,7 +216,7 @@ def train(config_path, out, *, overwrite=False, max_epochs=None, log_dir=None, i
     from ..utils import seed_everything
 
     t0 = time.time()
-    init, raw_cfg = _build(config_path)
+    init, _ = _build(config_path)
     seed_everything(init.seed_everything)
     system, dm = init.model, init.data
     if init_weights is not None:

@@ -1,5 +1,6 @@
 """``BrainToImagePipeline``: brain conditioning -> images, hallucination scores and energy estimate."""
 
+import contextlib
 import inspect
 import json
 from dataclasses import dataclass
@@ -301,23 +302,18 @@ class BrainToImagePipeline(DiffusionPipeline):
         # Two-level guidance needs maps; without them it is ordinary guidance.
         split = control_guidance_scale is not None and maps is not None
         n_branch = 3 if split else 2 if guided else 1
-        if split:
-            # [embed + maps, embed without maps, neither]; all-zero maps switch the control off.
-            cond_in = torch.cat([embeds, embeds, embeds])
-            drop = torch.cat([torch.zeros(2 * b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
-            maps_in = torch.cat([maps, torch.zeros_like(maps), torch.zeros_like(maps)])
-        elif guided:
-            cond_in = torch.cat([embeds, embeds])
-            drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(device)
-            maps_in = torch.cat([maps, torch.zeros_like(maps)]) if maps is not None else None
-        else:
+        if n_branch == 1:
             cond_in, drop, maps_in = embeds, None, maps
+        else:
+            # Branches [embed + maps, (embed without maps,) neither]: only the last drops the embedding;
+            # all-zero maps switch the control off.
+            cond_in = torch.cat([embeds] * n_branch)
+            drop = torch.arange(n_branch * b, device=device) >= (n_branch - 1) * b
+            maps_in = None if maps is None else torch.cat([maps] + [torch.zeros_like(maps)] * (n_branch - 1))
         step_kw = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         alphas = scheduler.alphas_cumprod.to(device)
         trajectory = []
-        if counter is not None:
-            counter.__enter__()
-        try:
+        with counter if counter is not None else contextlib.nullcontext():
             for t in self.progress_bar(scheduler.timesteps):
                 inp = scheduler.scale_model_input(torch.cat([x] * n_branch), t)
                 tt = torch.full((inp.shape[0],), int(t), device=device, dtype=torch.long)
@@ -333,9 +329,6 @@ class BrainToImagePipeline(DiffusionPipeline):
                 a = alphas[int(t)]
                 trajectory.append(((x - (1 - a).sqrt() * eps) / a.sqrt()).cpu())
                 x = scheduler.step(eps, t, x, **step_kw).prev_sample
-        finally:
-            if counter is not None:
-                counter.__exit__(None, None, None)
         return x, torch.stack(trajectory)
 
     # ----------------------------------------------------------------------------------------------

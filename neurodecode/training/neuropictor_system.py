@@ -268,11 +268,13 @@ def save_generator(backend, path, *, overwrite=False):
     return pipe.save_weights(path, overwrite=overwrite)
 
 
-def _fit(system, data, epochs, batch_size, seed):
+def _fit(system, data, epochs, batch_size, seed, *, steps=-1):
+    # epochs=-1 with steps > 0: a fixed number of optimiser updates whatever the amount of data.
     seed_everything(seed)
     loader = torch.utils.data.DataLoader(SubjectBatches(data, batch_size, seed=seed), batch_size=None)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+    trainer = L.Trainer(max_epochs=epochs, max_steps=steps, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        deterministic=True)
     trainer.fit(system, loader)
     return system
 
@@ -309,13 +311,7 @@ def finetune_diffusion(system, data, *, steps=150, batch_size=32, lr=None, seed=
         raise UsageError(f"The diffusion stage needs 'images' (n, C, S, S) in [-1, 1] for every subject; missing for {missing}.")
     if lr is not None:
         system.hparams.lr = lr
-    seed_everything(seed)
-    loader = torch.utils.data.DataLoader(SubjectBatches(data, batch_size, seed=seed), batch_size=None)
-    trainer = L.Trainer(max_steps=int(steps), max_epochs=-1, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        deterministic=True)
-    trainer.fit(system, loader)
-    return system
+    return _fit(system, data, -1, batch_size, seed, steps=int(steps))
 
 
 def refine(system, data, subject, *, epochs=30, batch_size=32, lr=None, seed=0):
